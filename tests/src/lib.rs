@@ -1,0 +1,1 @@
+//! Test support: the KVM testbed runner (placeholder).

@@ -1,0 +1,5 @@
+//! Device models. No device imports the VM or vCPU code: interrupts reach devices as
+//! [`virtio::IrqTrigger`]s and register accesses through the [`bus::Bus`].
+
+pub mod bus;
+pub mod virtio;

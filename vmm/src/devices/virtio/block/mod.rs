@@ -1,0 +1,1 @@
+//! virtio-block (placeholder, being written).

@@ -1,0 +1,1 @@
+//! virtio-rng (placeholder, being written).
