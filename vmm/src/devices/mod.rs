@@ -2,4 +2,6 @@
 //! [`virtio::IrqTrigger`]s and register accesses through the [`bus::Bus`].
 
 pub mod bus;
+pub mod i8042;
+pub mod serial;
 pub mod virtio;

@@ -1,0 +1,7 @@
+//! x86-64 guest layout and the state the Linux 64-bit boot protocol expects at entry
+//! (Documentation/arch/x86/boot.rst, "64-bit Boot Protocol").
+
+pub mod boot_params;
+pub mod gdt;
+pub mod layout;
+pub mod paging;

@@ -1,0 +1,372 @@
+//! Zone configuration: what a user writes (command line flags or a TOML file) and the checked
+//! form the VMM builds from. Parsing and checking live here so that every bad value gets an
+//! error naming the setting, before anything is created.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Kernel command line used when none is given.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Smallest zone: a tinyconfig kernel and its initrd need a few MiB of working room.
+pub const MIN_MEMORY_MIB: u64 = 16;
+/// Largest zone: guest physical addresses beyond 1 TiB need more page-table setup.
+pub const MAX_MEMORY_MIB: u64 = 1 << 20;
+/// vCPU ids are APIC ids and ACPI processor uids, one byte each (0xff is broadcast).
+pub const MAX_VCPUS: u8 = 254;
+/// Guest CIDs 0-2 are reserved (hypervisor, local, host); u32::MAX is "any".
+pub const DEFAULT_GUEST_CID: u64 = 3;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("no kernel given (use --kernel PATH or `kernel = \"...\"` in the config file)")]
+    MissingKernel,
+    #[error("{what} {path}: {reason}")]
+    BadPath {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("memory {0:?}: expected a size such as 256M, 1G or 512 (MiB)")]
+    BadSize(String),
+    #[error("memory must be between {MIN_MEMORY_MIB} MiB and {MAX_MEMORY_MIB} MiB, got {0} MiB")]
+    MemoryOutOfRange(u64),
+    #[error("cpus must be between 1 and {MAX_VCPUS}, got {0}")]
+    CpusOutOfRange(u64),
+    #[error("disk {0:?}: expected PATH or PATH,ro")]
+    BadDiskSpec(String),
+    #[error("vsock guest CID {0} is reserved; use 3 or more")]
+    BadGuestCid(u64),
+    #[error("cannot read config file {path}: {reason}")]
+    ReadFile { path: PathBuf, reason: String },
+    #[error("config file {path}: {reason}")]
+    ParseFile { path: PathBuf, reason: String },
+}
+
+/// A virtio-blk disk backed by a raw image file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl std::str::FromStr for DiskConfig {
+    type Err = ConfigError;
+    /// `PATH` or `PATH,ro` (or `PATH,rw`).
+    fn from_str(spec: &str) -> Result<Self, ConfigError> {
+        let (path, read_only) = match spec.rsplit_once(',') {
+            Some((path, "ro")) => (path, true),
+            Some((path, "rw")) => (path, false),
+            Some(_) => return Err(ConfigError::BadDiskSpec(spec.to_string())),
+            None => (spec, false),
+        };
+        if path.is_empty() {
+            return Err(ConfigError::BadDiskSpec(spec.to_string()));
+        }
+        Ok(Self {
+            path: path.into(),
+            read_only,
+        })
+    }
+}
+
+/// The zone's vsock device: guest CID and the host-side Unix socket.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VsockConfig {
+    #[serde(default = "default_cid")]
+    pub guest_cid: u64,
+    pub socket: PathBuf,
+}
+
+fn default_cid() -> u64 {
+    DEFAULT_GUEST_CID
+}
+
+/// Where the serial console goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleConfig {
+    Stdout,
+    File(PathBuf),
+    Off,
+}
+
+/// Settings as written, every one optional; the config file and the flags each give one.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: Option<String>,
+    pub memory: Option<String>,
+    pub cpus: Option<u64>,
+    #[serde(default, rename = "disk")]
+    pub disks: Vec<DiskConfig>,
+    pub vsock: Option<VsockConfig>,
+    pub serial_log: Option<PathBuf>,
+    pub console_off: Option<bool>,
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            reason: e.message().to_string(),
+        })
+    }
+
+    /// Settings in `over` win; disks from both are kept.
+    pub fn overlay(mut self, over: RawConfig) -> Self {
+        self.kernel = over.kernel.or(self.kernel);
+        self.initrd = over.initrd.or(self.initrd);
+        self.cmdline = over.cmdline.or(self.cmdline);
+        self.memory = over.memory.or(self.memory);
+        self.cpus = over.cpus.or(self.cpus);
+        self.disks.extend(over.disks);
+        self.vsock = over.vsock.or(self.vsock);
+        self.serial_log = over.serial_log.or(self.serial_log);
+        self.console_off = over.console_off.or(self.console_off);
+        self
+    }
+}
+
+/// A checked zone configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneConfig {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub memory_mib: u64,
+    pub vcpus: u8,
+    pub disks: Vec<DiskConfig>,
+    pub vsock: Option<VsockConfig>,
+    pub console: ConsoleConfig,
+}
+
+/// Parses `256M`, `1G`, `1024K` or a bare number of MiB into MiB.
+pub fn parse_memory_mib(text: &str) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::BadSize(text.to_string());
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let mib = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" | "M" => Some(n),
+        "G" => n.checked_mul(1024),
+        "K" if n.is_multiple_of(1024) => Some(n / 1024),
+        _ => None,
+    };
+    mib.ok_or_else(bad)
+}
+
+fn check_file(what: &'static str, path: &Path) -> Result<(), ConfigError> {
+    let bad = |reason: String| ConfigError::BadPath {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    Ok(())
+}
+
+impl TryFrom<RawConfig> for ZoneConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let kernel = raw.kernel.ok_or(ConfigError::MissingKernel)?;
+        check_file("kernel", &kernel)?;
+        if let Some(initrd) = &raw.initrd {
+            check_file("initrd", initrd)?;
+        }
+        let memory_mib = match &raw.memory {
+            Some(text) => parse_memory_mib(text)?,
+            None => DEFAULT_MEMORY_MIB,
+        };
+        if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&memory_mib) {
+            return Err(ConfigError::MemoryOutOfRange(memory_mib));
+        }
+        let cpus = raw.cpus.unwrap_or(1);
+        let vcpus = u8::try_from(cpus)
+            .ok()
+            .filter(|n| (1..=MAX_VCPUS).contains(n))
+            .ok_or(ConfigError::CpusOutOfRange(cpus))?;
+        for disk in &raw.disks {
+            check_file("disk", &disk.path)?;
+        }
+        if let Some(vsock) = &raw.vsock {
+            if vsock.guest_cid < 3 || vsock.guest_cid >= u64::from(u32::MAX) {
+                return Err(ConfigError::BadGuestCid(vsock.guest_cid));
+            }
+            let parent = vsock.socket.parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(parent) = parent {
+                if !parent.is_dir() {
+                    return Err(ConfigError::BadPath {
+                        what: "vsock socket",
+                        path: vsock.socket.clone(),
+                        reason: "its directory does not exist".into(),
+                    });
+                }
+            }
+        }
+        let console = match (raw.console_off, raw.serial_log) {
+            (Some(true), _) => ConsoleConfig::Off,
+            (_, Some(path)) => ConsoleConfig::File(path),
+            _ => ConsoleConfig::Stdout,
+        };
+        Ok(Self {
+            kernel,
+            initrd: raw.initrd,
+            cmdline: raw.cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
+            memory_mib,
+            vcpus,
+            disks: raw.disks,
+            vsock: raw.vsock,
+            console,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_with_kernel() -> (tempfile::NamedTempFile, RawConfig) {
+        let kernel = tempfile::NamedTempFile::new().expect("tmp");
+        let raw = RawConfig {
+            kernel: Some(kernel.path().to_path_buf()),
+            ..Default::default()
+        };
+        (kernel, raw)
+    }
+
+    #[test]
+    fn test_parse_memory_mib_units() {
+        assert_eq!(parse_memory_mib("256"), Ok(256));
+        assert_eq!(parse_memory_mib("256M"), Ok(256));
+        assert_eq!(parse_memory_mib("2G"), Ok(2048));
+        assert_eq!(parse_memory_mib("1GiB"), Ok(1024));
+        assert_eq!(parse_memory_mib("2048K"), Ok(2));
+        for bad in ["", "M", "-1", "1.5G", "12X", "1000K"] {
+            assert!(parse_memory_mib(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn test_disk_spec_parses_ro_and_rejects_junk() {
+        let d: DiskConfig = "/a/b.img,ro".parse().expect("parse");
+        assert_eq!((d.path.to_str(), d.read_only), (Some("/a/b.img"), true));
+        let d: DiskConfig = "/a/b.img".parse().expect("parse");
+        assert!(!d.read_only);
+        assert!("/a,readonly".parse::<DiskConfig>().is_err());
+        assert!(",ro".parse::<DiskConfig>().is_err());
+    }
+
+    #[test]
+    fn test_config_defaults_and_range_checks() {
+        let (_k, raw) = raw_with_kernel();
+        let cfg = ZoneConfig::try_from(raw.clone()).expect("valid");
+        assert_eq!((cfg.memory_mib, cfg.vcpus), (DEFAULT_MEMORY_MIB, 1));
+        assert_eq!(cfg.console, ConsoleConfig::Stdout);
+        let zero = RawConfig {
+            memory: Some("0".into()),
+            ..raw.clone()
+        };
+        assert_eq!(
+            ZoneConfig::try_from(zero),
+            Err(ConfigError::MemoryOutOfRange(0))
+        );
+        let cpus = RawConfig {
+            cpus: Some(0),
+            ..raw.clone()
+        };
+        assert_eq!(
+            ZoneConfig::try_from(cpus),
+            Err(ConfigError::CpusOutOfRange(0))
+        );
+        let cpus = RawConfig {
+            cpus: Some(300),
+            ..raw
+        };
+        assert_eq!(
+            ZoneConfig::try_from(cpus),
+            Err(ConfigError::CpusOutOfRange(300))
+        );
+    }
+
+    #[test]
+    fn test_config_missing_paths_named() {
+        assert_eq!(
+            ZoneConfig::try_from(RawConfig::default()),
+            Err(ConfigError::MissingKernel)
+        );
+        let (_k, raw) = raw_with_kernel();
+        let disk = RawConfig {
+            disks: vec!["/nonexistent/disk.img".parse().expect("spec")],
+            ..raw.clone()
+        };
+        let err = ZoneConfig::try_from(disk).expect_err("missing disk");
+        assert!(
+            err.to_string().starts_with("disk /nonexistent/disk.img"),
+            "{err}"
+        );
+        let dir = RawConfig {
+            kernel: Some("/".into()),
+            ..raw.clone()
+        };
+        assert!(ZoneConfig::try_from(dir)
+            .expect_err("dir")
+            .to_string()
+            .contains("not a regular file"));
+        let vsock = RawConfig {
+            vsock: Some(VsockConfig {
+                guest_cid: 2,
+                socket: "/tmp/v.sock".into(),
+            }),
+            ..raw
+        };
+        assert_eq!(
+            ZoneConfig::try_from(vsock),
+            Err(ConfigError::BadGuestCid(2))
+        );
+    }
+
+    #[test]
+    fn test_config_file_parses_and_flags_override() {
+        let (k, _) = raw_with_kernel();
+        let mut file = tempfile::NamedTempFile::new().expect("tmp");
+        let text = format!(
+            "kernel = {:?}\nmemory = \"1G\"\ncpus = 2\n[[disk]]\npath = {:?}\nread_only = true\n",
+            k.path(),
+            k.path()
+        );
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+        let from_file = RawConfig::from_file(file.path()).expect("parse");
+        let flags = RawConfig {
+            cpus: Some(4),
+            ..Default::default()
+        };
+        let cfg = ZoneConfig::try_from(from_file.overlay(flags)).expect("valid");
+        assert_eq!((cfg.memory_mib, cfg.vcpus, cfg.disks.len()), (1024, 4, 1));
+        assert!(cfg.disks[0].read_only);
+
+        std::io::Write::write_all(&mut file, b"bogus_key = 1\n").expect("write");
+        let err = RawConfig::from_file(file.path()).expect_err("unknown key");
+        assert!(err.to_string().contains("bogus_key"), "{err}");
+    }
+}

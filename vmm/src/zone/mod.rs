@@ -1,0 +1,206 @@
+//! A zone: the VM, its vCPUs and devices, built from a [`ZoneConfig`] and run until the guest
+//! powers off, reboots or fails.
+//!
+//! Threads: one per vCPU (runs `KVM_RUN`, handles port and MMIO exits on the buses), one worker
+//! per virtio device (its queues and backend), and the main thread, which waits for the end.
+
+mod exit;
+mod run;
+mod signals;
+mod virtio_devices;
+
+use std::fs::OpenOptions;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::arch::x86_64::layout::{
+    ram_ranges, SERIAL_GSI, VIRTIO_GSIS, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
+};
+use crate::boot::{self, BootError};
+use crate::config::{ConsoleConfig, ZoneConfig};
+use crate::devices::bus::{Bus, BusError};
+use crate::devices::i8042::{I8042, I8042_BASE, I8042_LEN};
+use crate::devices::serial::{ConsoleSink, SerialDevice, COM1_BASE, COM1_LEN};
+use crate::devices::virtio::mmio::{MmioError, MmioTransport, REG_QUEUE_NOTIFY};
+use crate::devices::virtio::{VirtioDevice, VirtioInterrupt};
+use crate::hypervisor::{Vcpu, VcpuSetup, Vm, VmError};
+use exit::ExitSignal;
+pub use exit::ZoneExit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    #[error("cannot allocate {mib} MiB of guest memory")]
+    Memory {
+        mib: u64,
+        #[source]
+        source: vm_memory::mmap::FromRangesError,
+    },
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error("cannot open the console log {path}")]
+    ConsoleLog {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create an event")]
+    Event(#[source] std::io::Error),
+    #[error("cannot place a device")]
+    Bus(#[from] BusError),
+    #[error("cannot set up a virtio transport")]
+    Mmio(#[from] MmioError),
+    #[error("too many virtio devices (at most {0})")]
+    TooManyDevices(usize),
+    #[error("{what}")]
+    Device {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot set up vCPU {index}")]
+    Vcpu {
+        index: u8,
+        #[source]
+        source: crate::hypervisor::VcpuError,
+    },
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot start a vCPU thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// A built zone, ready to run.
+#[derive(Debug)]
+pub struct Zone {
+    /// Kept until the zone ends: dropping it closes the VM.
+    _vm: Vm,
+    vcpus: Vec<Vcpu>,
+    pio: Bus,
+    mmio: Bus,
+    transports: Vec<Arc<Mutex<MmioTransport>>>,
+    /// Written by the i8042 when the guest resets the machine.
+    reset_evt: EventFd,
+    exit: Arc<ExitSignal>,
+    started: Instant,
+    /// Kept alive for the vCPU threads; dropped last.
+    _memory: GuestMemoryMmap<()>,
+}
+
+impl Zone {
+    /// Builds the VM, devices and vCPUs and loads the kernel.
+    pub fn build(config: &ZoneConfig, started: Instant) -> Result<Self, ZoneError> {
+        let mem_size = config.memory_mib << 20;
+        let ranges: Vec<_> = ram_ranges(mem_size)
+            .into_iter()
+            .map(|(start, len)| (GuestAddress(start), len as usize))
+            .collect();
+        let memory =
+            GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|source| ZoneError::Memory {
+                mib: config.memory_mib,
+                source,
+            })?;
+        let mut vm = Vm::new()?;
+        vm.map_memory(&memory)?;
+
+        let event = || EventFd::new(EFD_NONBLOCK).map_err(ZoneError::Event);
+        let mut pio = Bus::new();
+        let serial_irq = event()?;
+        vm.register_irqfd(&serial_irq, SERIAL_GSI)?;
+        let sink = match &config.console {
+            ConsoleConfig::Stdout => ConsoleSink::Stdout(std::io::stdout()),
+            ConsoleConfig::Off => ConsoleSink::Discard,
+            ConsoleConfig::File(path) => ConsoleSink::File {
+                file: OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| ZoneError::ConsoleLog {
+                        path: path.clone(),
+                        source,
+                    })?,
+                written: 0,
+            },
+        };
+        pio.insert(
+            Arc::new(Mutex::new(SerialDevice::new(serial_irq, sink))),
+            COM1_BASE,
+            COM1_LEN,
+        )?;
+        let reset_evt = event()?;
+        let i8042 = I8042::new(reset_evt.try_clone().map_err(ZoneError::Event)?);
+        pio.insert(Arc::new(Mutex::new(i8042)), I8042_BASE, I8042_LEN)?;
+
+        let mut mmio = Bus::new();
+        let mut transports = Vec::new();
+        let mut cmdline = config.cmdline.clone();
+        for device in virtio_devices::create(config)? {
+            let index = transports.len();
+            let gsi = *VIRTIO_GSIS
+                .get(index)
+                .ok_or(ZoneError::TooManyDevices(VIRTIO_GSIS.len()))?;
+            let base = VIRTIO_MMIO_START + index as u64 * VIRTIO_MMIO_SIZE;
+            let transport = attach_virtio(&vm, &memory, device, gsi, base)?;
+            let transport = Arc::new(Mutex::new(transport));
+            mmio.insert(transport.clone(), base, VIRTIO_MMIO_SIZE)?;
+            transports.push(transport);
+            // Declared on the command line (drivers/virtio/virtio_mmio.c, "virtio_mmio.device").
+            cmdline.push_str(&format!(" virtio_mmio.device=4K@{base:#x}:{gsi}"));
+        }
+
+        let entry = boot::load(
+            &memory,
+            mem_size,
+            &config.kernel,
+            config.initrd.as_deref(),
+            &cmdline,
+        )?;
+        let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
+        for index in 0..config.vcpus {
+            vcpus.push(vm.create_vcpu(index, config.vcpus)?);
+        }
+        vcpus[0]
+            .setup_boot_state(
+                &memory,
+                VcpuSetup {
+                    entry: entry.entry,
+                    cr3: entry.cr3,
+                },
+            )
+            .map_err(|source| ZoneError::Vcpu { index: 0, source })?;
+
+        Ok(Self {
+            _vm: vm,
+            vcpus,
+            pio,
+            mmio,
+            transports,
+            reset_evt,
+            exit: Arc::new(ExitSignal::new().map_err(ZoneError::Event)?),
+            started,
+            _memory: memory,
+        })
+    }
+}
+
+/// Puts `device` behind a virtio-mmio window at `base`, interrupting on `gsi`.
+fn attach_virtio(
+    vm: &Vm,
+    memory: &GuestMemoryMmap<()>,
+    device: Box<dyn VirtioDevice>,
+    gsi: u32,
+    base: u64,
+) -> Result<MmioTransport, ZoneError> {
+    let irq = EventFd::new(EFD_NONBLOCK).map_err(ZoneError::Event)?;
+    vm.register_irqfd(&irq, gsi)?;
+    let interrupt = Arc::new(VirtioInterrupt::new(Box::new(irq)));
+    let transport = MmioTransport::new(device, memory.clone(), interrupt)?;
+    for (queue, evt) in (0u32..).zip(transport.queue_events()) {
+        vm.register_ioevent(evt, base + REG_QUEUE_NOTIFY, queue)?;
+    }
+    Ok(transport)
+}

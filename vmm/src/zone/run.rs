@@ -1,0 +1,190 @@
+//! Running a zone: vCPU threads, the wait for the end, and an orderly stop.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::signal::Killable;
+
+use super::exit::{ExitSignal, ZoneExit};
+use super::{signals, Zone, ZoneError};
+use crate::devices::bus::Bus;
+use crate::hypervisor::{Vcpu, VcpuExit};
+
+/// Everything a vCPU thread needs.
+struct VcpuContext {
+    vcpu: Vcpu,
+    pio: Bus,
+    mmio: Bus,
+    exit: Arc<ExitSignal>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+}
+
+impl Zone {
+    /// Runs the zone until it ends; returns why it ended.
+    pub fn run(mut self) -> Result<ZoneExit, ZoneError> {
+        let stop_evt = EventFd::new(EFD_NONBLOCK).map_err(ZoneError::Event)?;
+        signals::install(&stop_evt).map_err(ZoneError::Signals)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for vcpu in std::mem::take(&mut self.vcpus) {
+            let ctx = VcpuContext {
+                vcpu,
+                pio: self.pio.clone(),
+                mmio: self.mmio.clone(),
+                exit: self.exit.clone(),
+                stop: stop.clone(),
+                started: self.started,
+            };
+            let name = format!("vcpu{}", ctx.vcpu.index());
+            let handle = thread::Builder::new()
+                .name(name)
+                .spawn(move || run_vcpu(ctx))
+                .map_err(ZoneError::Thread);
+            match handle {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    stop_vcpus(&stop, threads);
+                    return Err(e);
+                }
+            }
+        }
+
+        let reason = self.wait_for_exit(&stop_evt);
+        stop_vcpus(&stop, threads);
+        for transport in &self.transports {
+            transport
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .shutdown();
+        }
+        Ok(reason)
+    }
+
+    fn wait_for_exit(&self, stop_evt: &EventFd) -> ZoneExit {
+        let sources = [
+            (self.exit.event().as_raw_fd(), None),
+            (self.reset_evt.as_raw_fd(), Some(ZoneExit::Reboot)),
+            (stop_evt.as_raw_fd(), Some(ZoneExit::Stopped)),
+        ];
+        let epoll = match Epoll::new() {
+            Ok(epoll) => epoll,
+            Err(e) => return ZoneExit::Failed(format!("cannot create epoll: {e}")),
+        };
+        for (token, (fd, _)) in sources.iter().enumerate() {
+            let event = EpollEvent::new(EventSet::IN, token as u64);
+            if let Err(e) = epoll.ctl(ControlOperation::Add, *fd, event) {
+                return ZoneExit::Failed(format!("cannot watch events: {e}"));
+            }
+        }
+        let mut ready = [EpollEvent::default(); 3];
+        loop {
+            if let Some(reason) = self.exit.reason() {
+                return reason;
+            }
+            let n = match epoll.wait(-1, &mut ready) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return ZoneExit::Failed(format!("waiting for the zone failed: {e}")),
+            };
+            for event in &ready[..n] {
+                let Some((_, Some(reason))) = sources.get(event.data() as usize) else {
+                    continue;
+                };
+                self.exit.request(reason.clone());
+            }
+        }
+    }
+}
+
+fn run_vcpu(mut ctx: VcpuContext) {
+    let index = ctx.vcpu.index();
+    let mut first_entry = index == 0 && std::env::var_os("ZONE_VMM_TIMING").is_some();
+    while !ctx.stop.load(Ordering::Acquire) {
+        if first_entry {
+            first_entry = false;
+            report_first_entry(ctx.started);
+        }
+        let exit = match ctx.vcpu.run() {
+            Ok(exit) => exit,
+            Err(e) => {
+                ctx.exit.request(ZoneExit::Failed(format!(
+                    "vCPU {index}: {e}: {}",
+                    source_of(&e)
+                )));
+                return;
+            }
+        };
+        match exit {
+            VcpuExit::IoIn(port, data) => {
+                ctx.pio.read(u64::from(port), data);
+            }
+            VcpuExit::IoOut(port, data) => {
+                ctx.pio.write(u64::from(port), data);
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                ctx.mmio.read(addr, data);
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                ctx.mmio.write(addr, data);
+            }
+            VcpuExit::Interrupted => {}
+            VcpuExit::PowerOff => return ctx.exit.request(ZoneExit::PowerOff),
+            VcpuExit::Reset => return ctx.exit.request(ZoneExit::Reboot),
+            VcpuExit::Halted => {
+                return ctx.exit.request(ZoneExit::Failed(format!(
+                    "vCPU {index} halted with no way to wake it"
+                )))
+            }
+            VcpuExit::Failed(what) => {
+                return ctx
+                    .exit
+                    .request(ZoneExit::Failed(format!("vCPU {index}: {what}")))
+            }
+        }
+    }
+}
+
+fn source_of(e: &dyn std::error::Error) -> String {
+    e.source().map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// Prints how long it took from process start to the first guest entry (wall and CPU time).
+fn report_first_entry(started: Instant) {
+    let wall = started.elapsed();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid `ts` we pass.
+    let cpu = match unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } {
+        0 => Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+        _ => Duration::ZERO,
+    };
+    eprintln!(
+        "zone-vmm: timing: first vCPU entry after {} us wall, {} us CPU",
+        wall.as_micros(),
+        cpu.as_micros()
+    );
+}
+
+/// Tells every vCPU thread to stop, kicks them out of KVM_RUN until they do, and joins them.
+fn stop_vcpus(stop: &AtomicBool, threads: Vec<JoinHandle<()>>) {
+    stop.store(true, Ordering::Release);
+    // A kick can land just before a thread re-enters KVM_RUN, so repeat until all are out.
+    while threads.iter().any(|t| !t.is_finished()) {
+        for thread in threads.iter().filter(|t| !t.is_finished()) {
+            let _ = thread.kill(signals::kick_signal());
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
