@@ -135,3 +135,151 @@ impl VirtioDevice for Block {
         self.stop_worker();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::block::testing::{header_bytes, memory, push_chain};
+    use crate::devices::virtio::interrupt::tests::CountingIrq;
+    use crate::devices::virtio::VirtioInterrupt;
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    use virtio_bindings::virtio_blk::{VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH};
+    use virtio_queue::mock::MockSplitQueue;
+    use virtio_queue::{Queue, QueueT};
+    use vm_memory::{Bytes, GuestAddress};
+    use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+    fn image(sectors: usize) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("create temp file");
+        file.write_all(&vec![0; sectors * 512])
+            .expect("fill temp file");
+        file
+    }
+
+    fn block(file: &tempfile::NamedTempFile, read_only: bool) -> Block {
+        Block::new(BlockConfig {
+            path: file.path().to_path_buf(),
+            read_only,
+        })
+        .expect("open block device")
+    }
+
+    fn config_u32(block: &Block, offset: u64) -> u32 {
+        let mut raw = [0u8; 4];
+        block.read_config(offset, &mut raw);
+        u32::from_le_bytes(raw)
+    }
+
+    #[test]
+    fn test_block_new_missing_path_fails_with_stat() {
+        let dir = tempfile::tempdir().expect("create temp dir");
+
+        let result = Block::new(BlockConfig {
+            path: dir.path().join("missing.img"),
+            read_only: false,
+        });
+
+        assert!(matches!(result, Err(BlockError::Stat { .. })));
+    }
+
+    #[test]
+    fn test_block_features_read_only_offers_ro() {
+        let file = image(1);
+
+        let features = block(&file, true).device_features();
+
+        assert_ne!(features & VIRTIO_F_VERSION_1, 0);
+        assert_ne!(features & (1 << VIRTIO_BLK_F_RO), 0);
+        assert_ne!(features & (1 << VIRTIO_BLK_F_FLUSH), 0);
+    }
+
+    #[test]
+    fn test_block_features_read_write_omits_ro() {
+        let file = image(1);
+
+        let features = block(&file, false).device_features();
+
+        assert_eq!(features & (1 << VIRTIO_BLK_F_RO), 0);
+    }
+
+    #[test]
+    fn test_block_config_space_reports_capacity_and_limits() {
+        let file = image(6);
+        let block = block(&file, false);
+        let mut capacity = [0u8; 8];
+
+        block.read_config(0, &mut capacity);
+
+        assert_eq!(u64::from_le_bytes(capacity), 6);
+        assert_eq!(block.capacity(), 6);
+        assert_eq!(config_u32(&block, 8), SIZE_MAX);
+        assert_eq!(config_u32(&block, 12), SEG_MAX);
+        assert_eq!(config_u32(&block, 20), 512);
+        assert_eq!(config_u32(&block, 200), 0);
+    }
+
+    #[test]
+    fn test_block_activate_two_queues_fails_with_queue_count() {
+        let file = image(1);
+        let mut block = block(&file, false);
+        let mem = memory(0x1_0000);
+        let activation = Activation {
+            mem,
+            driver_features: block.device_features(),
+            queues: vec![
+                Queue::new(16).expect("queue"),
+                Queue::new(16).expect("queue"),
+            ],
+            queue_events: vec![EventFd::new(0).expect("eventfd")],
+            interrupt: Arc::new(VirtioInterrupt::new(Box::new(CountingIrq::default()))),
+        };
+
+        let result = block.activate(activation);
+
+        assert!(matches!(
+            result,
+            Err(ActivateError::QueueCount {
+                expected: 1,
+                actual: 2
+            })
+        ));
+    }
+
+    #[test]
+    fn test_block_activate_kick_serves_request_then_reset_stops() {
+        let file = image(1);
+        let mut block = block(&file, false);
+        let mem = memory(0x10_0000);
+        let vq = MockSplitQueue::new(&mem, 16);
+        let kick = EventFd::new(EFD_NONBLOCK).expect("eventfd");
+        let irq = CountingIrq::default();
+        let activation = Activation {
+            mem: mem.clone(),
+            driver_features: block.device_features(),
+            queues: vec![vq.create_queue().expect("queue")],
+            queue_events: vec![kick.try_clone().expect("clone eventfd")],
+            interrupt: Arc::new(VirtioInterrupt::new(Box::new(irq.clone()))),
+        };
+        block.activate(activation).expect("activate");
+        mem.write_slice(&header_bytes(VIRTIO_BLK_T_FLUSH, 0), GuestAddress(0x1_0000))
+            .expect("write header");
+        mem.write_obj(0xffu8, GuestAddress(0x2_0000))
+            .expect("mark status");
+        push_chain(&vq, 0, &[(0x1_0000, 16, false), (0x2_0000, 1, true)]);
+
+        kick.write(1).expect("kick");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while irq.0.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        block.reset();
+        block.reset();
+
+        let status: u8 = mem.read_obj(GuestAddress(0x2_0000)).expect("read status");
+        assert_eq!(irq.0.load(Ordering::SeqCst), 1);
+        assert_eq!(status, VIRTIO_BLK_S_OK as u8);
+        assert!(block.worker.is_none());
+    }
+}

@@ -205,30 +205,21 @@ fn finish<M: GuestMemory>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::virtio::block::testing::{
+        guest_bytes, header_bytes, memory, patterned_disk, push_chain, used,
+    };
     use crate::devices::virtio::interrupt::tests::CountingIrq;
-    use std::io::Write;
     use std::sync::atomic::Ordering;
-    use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use virtio_bindings::virtio_blk::{
         VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
         VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
     };
-    use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
-    use vm_memory::GuestMemoryMmap;
 
     const HEADER: u64 = 0x1_0000;
     const DATA: u64 = 0x2_0000;
     const STATUS: u64 = 0x3_0000;
     const DISK_SECTORS: usize = 8;
-
-    /// A disk whose byte `i` is `i % 251`, so every sector differs.
-    fn disk_file() -> tempfile::NamedTempFile {
-        let mut file = tempfile::NamedTempFile::new().expect("create temp file");
-        let bytes: Vec<u8> = (0..DISK_SECTORS * 512).map(|i| (i % 251) as u8).collect();
-        file.write_all(&bytes).expect("fill disk");
-        file
-    }
 
     struct Setup {
         mem: GuestMem,
@@ -239,10 +230,9 @@ mod tests {
     impl Setup {
         fn new() -> Self {
             Self {
-                mem: GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)])
-                    .expect("create guest memory"),
+                mem: memory(0x10_0000),
                 irq: CountingIrq::default(),
-                file: disk_file(),
+                file: patterned_disk(DISK_SECTORS),
             }
         }
 
@@ -254,11 +244,8 @@ mod tests {
         }
 
         fn write_header(&self, kind: u32, sector: u64) {
-            let mut raw = [0u8; 16];
-            raw[..4].copy_from_slice(&kind.to_le_bytes());
-            raw[8..].copy_from_slice(&sector.to_le_bytes());
             self.mem
-                .write_slice(&raw, GuestAddress(HEADER))
+                .write_slice(&header_bytes(kind, sector), GuestAddress(HEADER))
                 .expect("write header");
         }
 
@@ -269,35 +256,8 @@ mod tests {
         }
 
         fn guest_bytes(&self, addr: u64, len: usize) -> Vec<u8> {
-            let mut buf = vec![0u8; len];
-            self.mem
-                .read_slice(&mut buf, GuestAddress(addr))
-                .expect("read guest memory");
-            buf
+            guest_bytes(&self.mem, addr, len)
         }
-    }
-
-    /// Adds one chain of `(addr, len, device-writable)` at descriptor index `first`.
-    fn push_chain(vq: &MockSplitQueue<'_, GuestMem>, first: u16, descs: &[(u64, u32, bool)]) {
-        let raw: Vec<RawDescriptor> = descs
-            .iter()
-            .enumerate()
-            .map(|(i, &(addr, len, writable))| {
-                let index = first + i as u16;
-                let mut flags = if writable { VRING_DESC_F_WRITE } else { 0 } as u16;
-                if i + 1 < descs.len() {
-                    flags |= VRING_DESC_F_NEXT as u16;
-                }
-                RawDescriptor::from(Descriptor::new(addr, len, flags, index + 1))
-            })
-            .collect();
-        vq.add_desc_chains(&raw, first).expect("add chain");
-    }
-
-    /// `(len, id)` of used ring entry `i`.
-    fn used(vq: &MockSplitQueue<'_, GuestMem>, i: usize) -> (u32, u32) {
-        let elem = vq.used().ring().ref_at(i).expect("used entry").load();
-        (elem.len(), elem.id())
     }
 
     fn request(vq: &MockSplitQueue<'_, GuestMem>, data: &[(u64, u32, bool)]) {

@@ -1,11 +1,9 @@
-//! Turning a guest's descriptor chain into a checked virtio-blk request, and performing it.
+//! Turning a guest's descriptor chain into a checked virtio-blk request.
 //!
 //! The chain layout we accept (section 5.2.6): one device-readable 16-byte header
 //! (`le32 type, le32 reserved, le64 sector`), data descriptors, then one device-writable
 //! status byte. Everything in it comes from the guest, so every field is checked before any
 //! disk I/O happens.
-
-use std::os::unix::fs::FileExt;
 
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
@@ -14,7 +12,6 @@ use virtio_bindings::virtio_blk::{
 use virtio_queue::desc::split::Descriptor;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
 
-use super::disk::DiskImage;
 use super::{BlockError, MAX_REQUEST_BYTES, SECTOR_SIZE, SEG_MAX};
 
 /// Length of the request header.
@@ -47,8 +44,8 @@ impl RequestType {
 /// One data descriptor, already checked to lie in guest memory.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Segment {
-    addr: GuestAddress,
-    len: u32,
+    pub(super) addr: GuestAddress,
+    pub(super) len: u32,
 }
 
 /// A request whose chain layout has been checked.
@@ -180,157 +177,16 @@ pub(super) fn status_for(error: &BlockError) -> u8 {
 /// The status byte reported for a request that succeeded.
 pub(super) const STATUS_OK: u8 = VIRTIO_BLK_S_OK as u8;
 
-impl Request {
-    /// Performs the request; returns how many data bytes were written into guest memory.
-    /// `bounce` is the copy buffer; data moves through it in pieces of its length.
-    pub(super) fn execute<M: GuestMemory>(
-        &self,
-        mem: &M,
-        disk: &DiskImage,
-        bounce: &mut [u8],
-    ) -> Result<u32, BlockError> {
-        let mut fallback = [0u8; SECTOR_SIZE as usize];
-        let bounce = if bounce.is_empty() {
-            &mut fallback[..]
-        } else {
-            bounce
-        };
-        match self.kind {
-            RequestType::In => {
-                let offset = self.checked_offset(disk)?;
-                self.read_disk(mem, disk, offset, bounce)?;
-                // parse() bounds data_len by MAX_REQUEST_BYTES, far below u32::MAX.
-                u32::try_from(self.data_len).map_err(|_| BlockError::TooLarge)
-            }
-            RequestType::Out => {
-                if disk.read_only() {
-                    return Err(BlockError::ReadOnly);
-                }
-                let offset = self.checked_offset(disk)?;
-                self.write_disk(mem, disk, offset, bounce)?;
-                Ok(0)
-            }
-            RequestType::Flush => {
-                if disk.read_only() {
-                    return Err(BlockError::ReadOnly);
-                }
-                disk.file().sync_data().map_err(BlockError::Flush)?;
-                Ok(0)
-            }
-            RequestType::GetId => self.write_id(mem, disk.id()),
-            RequestType::Unsupported(raw) => Err(BlockError::Unsupported(raw)),
-        }
-    }
-
-    /// The byte offset of the request, after checking it and its data fit on the disk.
-    fn checked_offset(&self, disk: &DiskImage) -> Result<u64, BlockError> {
-        let range = BlockError::SectorRange {
-            sector: self.sector,
-            len: self.data_len,
-        };
-        let offset = self.sector.checked_mul(SECTOR_SIZE);
-        let end = offset.and_then(|o| o.checked_add(self.data_len));
-        // The disk size was read from a file, so sectors * 512 cannot overflow.
-        match (offset, end) {
-            (Some(offset), Some(end)) if end <= disk.sectors() * SECTOR_SIZE => Ok(offset),
-            _ => Err(range),
-        }
-    }
-
-    fn read_disk<M: GuestMemory>(
-        &self,
-        mem: &M,
-        disk: &DiskImage,
-        mut offset: u64,
-        bounce: &mut [u8],
-    ) -> Result<(), BlockError> {
-        for seg in &self.data {
-            for_each_chunk(seg, bounce.len(), |addr, n| {
-                let buf = &mut bounce[..n];
-                disk.file()
-                    .read_exact_at(buf, offset)
-                    .map_err(BlockError::ReadDisk)?;
-                mem.write_slice(buf, addr).map_err(BlockError::WriteGuest)?;
-                offset += n as u64;
-                Ok(())
-            })?;
-        }
-        Ok(())
-    }
-
-    fn write_disk<M: GuestMemory>(
-        &self,
-        mem: &M,
-        disk: &DiskImage,
-        mut offset: u64,
-        bounce: &mut [u8],
-    ) -> Result<(), BlockError> {
-        for seg in &self.data {
-            for_each_chunk(seg, bounce.len(), |addr, n| {
-                let buf = &mut bounce[..n];
-                mem.read_slice(buf, addr).map_err(BlockError::ReadGuest)?;
-                disk.file()
-                    .write_all_at(buf, offset)
-                    .map_err(BlockError::WriteDisk)?;
-                offset += n as u64;
-                Ok(())
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Copies as much of `id` as fits into the data descriptors.
-    fn write_id<M: GuestMemory>(&self, mem: &M, id: &[u8]) -> Result<u32, BlockError> {
-        let mut rest = id;
-        let mut written = 0u32;
-        for seg in &self.data {
-            if rest.is_empty() {
-                break;
-            }
-            let n = rest.len().min(seg.len as usize);
-            let (now, later) = rest.split_at(n);
-            mem.write_slice(now, seg.addr)
-                .map_err(BlockError::WriteGuest)?;
-            // n <= id.len() == 20.
-            written += n as u32;
-            rest = later;
-        }
-        Ok(written)
-    }
-}
-
-/// Calls `f(address, length)` for consecutive pieces of `seg` no longer than `chunk` bytes.
-/// A `chunk` of 0 is treated as 1.
-fn for_each_chunk(
-    seg: &Segment,
-    chunk: usize,
-    mut f: impl FnMut(GuestAddress, usize) -> Result<(), BlockError>,
-) -> Result<(), BlockError> {
-    let total = seg.len as usize;
-    let mut done = 0usize;
-    while done < total {
-        let n = (total - done).min(chunk.max(1));
-        // parse() checked the whole segment lies in guest memory, so this cannot overflow.
-        let addr = seg.addr.unchecked_add(done as u64);
-        f(addr, n)?;
-        done += n;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::virtio::block::testing::{header_bytes, memory};
     use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_WRITE;
     use vm_memory::GuestMemoryMmap;
 
     const HEADER: u64 = 0x1000;
     const DATA: u64 = 0x2000;
     const STATUS: u64 = 0x8000;
-
-    fn memory(len: usize) -> GuestMemoryMmap<()> {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)]).expect("create guest memory")
-    }
 
     fn readable(addr: u64, len: u32) -> Descriptor {
         Descriptor::new(addr, len, 0, 0)
@@ -341,10 +197,7 @@ mod tests {
     }
 
     fn header(mem: &GuestMemoryMmap<()>, kind: u32, sector: u64) -> Descriptor {
-        let mut raw = [0u8; 16];
-        raw[..4].copy_from_slice(&kind.to_le_bytes());
-        raw[8..].copy_from_slice(&sector.to_le_bytes());
-        mem.write_slice(&raw, GuestAddress(HEADER))
+        mem.write_slice(&header_bytes(kind, sector), GuestAddress(HEADER))
             .expect("write header");
         readable(HEADER, HEADER_LEN)
     }
@@ -520,22 +373,5 @@ mod tests {
             VIRTIO_BLK_S_UNSUPP as u8
         );
         assert_eq!(status_for(&BlockError::ReadOnly), VIRTIO_BLK_S_IOERR as u8);
-    }
-
-    #[test]
-    fn test_for_each_chunk_splits_segment_in_order() {
-        let seg = Segment {
-            addr: GuestAddress(0x1000),
-            len: 10,
-        };
-        let mut seen = Vec::new();
-
-        for_each_chunk(&seg, 4, |addr, n| {
-            seen.push((addr.raw_value(), n));
-            Ok(())
-        })
-        .expect("callback never fails");
-
-        assert_eq!(seen, vec![(0x1000, 4), (0x1004, 4), (0x1008, 2)]);
     }
 }
