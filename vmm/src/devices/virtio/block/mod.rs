@@ -10,7 +10,7 @@ mod execute;
 mod handler;
 mod request;
 #[cfg(test)]
-mod testing;
+pub(in crate::devices::virtio) mod testing;
 
 use std::io;
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! Helpers shared by the virtio-blk unit tests: guest memory, disks and driver-side chains.
+//! Helpers for the virtio device unit tests: guest memory, disks and driver-side chains.
+//! The memory and chain helpers are used by the virtio-rng tests too.
 
 use std::io::Write;
 
@@ -11,7 +12,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use crate::devices::virtio::GuestMemory as GuestMem;
 
 /// Guest memory of `len` bytes at address 0.
-pub(super) fn memory(len: usize) -> GuestMem {
+pub(in crate::devices::virtio) fn memory(len: usize) -> GuestMem {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)]).expect("create guest memory")
 }
 
@@ -31,7 +32,7 @@ pub(super) fn header_bytes(kind: u32, sector: u64) -> [u8; 16] {
     raw
 }
 
-pub(super) fn guest_bytes(mem: &GuestMem, addr: u64, len: usize) -> Vec<u8> {
+pub(in crate::devices::virtio) fn guest_bytes(mem: &GuestMem, addr: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     mem.read_slice(&mut buf, GuestAddress(addr))
         .expect("read guest memory");
@@ -39,7 +40,7 @@ pub(super) fn guest_bytes(mem: &GuestMem, addr: u64, len: usize) -> Vec<u8> {
 }
 
 /// Adds one chain of `(addr, len, device-writable)` at descriptor index `first`.
-pub(super) fn push_chain(
+pub(in crate::devices::virtio) fn push_chain(
     vq: &MockSplitQueue<'_, GuestMem>,
     first: u16,
     descs: &[(u64, u32, bool)],
@@ -60,7 +61,7 @@ pub(super) fn push_chain(
 }
 
 /// `(len, id)` of used ring entry `i`.
-pub(super) fn used(vq: &MockSplitQueue<'_, GuestMem>, i: usize) -> (u32, u32) {
+pub(in crate::devices::virtio) fn used(vq: &MockSplitQueue<'_, GuestMem>, i: usize) -> (u32, u32) {
     let elem = vq.used().ring().ref_at(i).expect("used entry").load();
     (elem.len(), elem.id())
 }
