@@ -1,8 +1,8 @@
 //! virtio-blk (virtio 1.2, section 5.2): a raw disk image served on one request queue.
 //!
-//! [`disk`] opens and sizes the image, [`request`] turns a descriptor chain into a checked
-//! request, [`execute`] performs it, [`handler`] runs the queue on the device's worker thread
-//! and [`device`] is the [`VirtioDevice`](super::VirtioDevice) the transport talks to.
+//! `disk` opens and sizes the image, `request` turns a descriptor chain into a checked
+//! request, `execute` performs it, `handler` runs the queue on the device's worker thread
+//! and `device` is the [`VirtioDevice`](super::VirtioDevice) the transport talks to.
 
 mod device;
 mod disk;

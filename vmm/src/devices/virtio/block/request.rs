@@ -115,12 +115,9 @@ pub(super) fn parse<M: GuestMemory>(
     let mut raw = [0u8; HEADER_LEN as usize];
     mem.read_slice(&mut raw, header.addr())
         .map_err(|e| fail(BlockError::ReadHeader(e)))?;
-    let (kind_bytes, rest) = raw.split_at(4);
-    let sector_bytes = &rest[4..];
-    let kind = RequestType::from_raw(u32::from_le_bytes(
-        kind_bytes.try_into().expect("split_at(4) yields 4 bytes"),
-    ));
-    let sector = u64::from_le_bytes(sector_bytes.try_into().expect("header tail is 8 bytes"));
+    let [k0, k1, k2, k3, _, _, _, _, s0, s1, s2, s3, s4, s5, s6, s7] = raw;
+    let kind = RequestType::from_raw(u32::from_le_bytes([k0, k1, k2, k3]));
+    let sector = u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
 
     let mut segments = Vec::with_capacity(data.len());
     let mut data_len = 0u64;
