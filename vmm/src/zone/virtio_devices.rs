@@ -2,10 +2,29 @@
 
 use super::ZoneError;
 use crate::config::ZoneConfig;
+use crate::devices::virtio::block::{Block, BlockConfig};
+use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::VirtioDevice;
 
-/// The zone's virtio devices in the order they appear to the guest: disks first (so the first
-/// disk is /dev/vda), then vsock, then the entropy source.
-pub fn create(_config: &ZoneConfig) -> Result<Vec<Box<dyn VirtioDevice>>, ZoneError> {
-    Ok(Vec::new())
+/// The zone's virtio devices in the order the guest sees them: disks first (the first disk is
+/// /dev/vda), then vsock, then the entropy source.
+pub fn create(config: &ZoneConfig) -> Result<Vec<Box<dyn VirtioDevice>>, ZoneError> {
+    let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
+    for disk in &config.disks {
+        let block = Block::new(BlockConfig {
+            path: disk.path.clone(),
+            read_only: disk.read_only,
+        })
+        .map_err(|e| ZoneError::Device {
+            what: format!("disk {}", disk.path.display()),
+            source: Box::new(e),
+        })?;
+        devices.push(Box::new(block));
+    }
+    let rng = Rng::new().map_err(|e| ZoneError::Device {
+        what: "entropy source".into(),
+        source: Box::new(e),
+    })?;
+    devices.push(Box::new(rng));
+    Ok(devices)
 }
