@@ -2,4 +2,5 @@
 //! [`virtio::IrqTrigger`]s and register accesses through the [`bus::Bus`].
 
 pub mod bus;
+pub mod power;
 pub mod virtio;
