@@ -3,5 +3,6 @@
 
 pub mod bus;
 pub mod i8042;
+pub mod power;
 pub mod serial;
 pub mod virtio;
