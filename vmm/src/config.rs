@@ -13,8 +13,7 @@ pub const DEFAULT_MEMORY_MIB: u64 = 256;
 pub const MIN_MEMORY_MIB: u64 = 16;
 /// Largest zone: guest physical addresses beyond 1 TiB need more page-table setup.
 pub const MAX_MEMORY_MIB: u64 = 1 << 20;
-/// vCPU ids are APIC ids and ACPI processor uids, one byte each (0xff is broadcast).
-pub const MAX_VCPUS: u8 = 254;
+pub use crate::arch::x86_64::acpi::layout::MAX_VCPUS;
 /// Guest CIDs 0-2 are reserved (hypervisor, local, host); u32::MAX is "any".
 pub const DEFAULT_GUEST_CID: u64 = 3;
 

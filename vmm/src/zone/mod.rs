@@ -16,6 +16,10 @@ use std::time::Instant;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::arch::x86_64::acpi::layout::{
+    POWER_PORTS_BASE, POWER_PORTS_LEN, RSDP_ADDR, TABLES_ADDR,
+};
+use crate::arch::x86_64::acpi::{write_tables, AcpiError};
 use crate::arch::x86_64::layout::{
     ram_ranges, SERIAL_GSI, VIRTIO_GSIS, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
 };
@@ -23,6 +27,7 @@ use crate::boot::{self, BootError};
 use crate::config::{ConsoleConfig, ZoneConfig};
 use crate::devices::bus::{Bus, BusError};
 use crate::devices::i8042::{I8042, I8042_BASE, I8042_LEN};
+use crate::devices::power::{PowerDevice, PowerEvents};
 use crate::devices::serial::{ConsoleSink, SerialDevice, COM1_BASE, COM1_LEN};
 use crate::devices::virtio::mmio::{MmioError, MmioTransport, REG_QUEUE_NOTIFY};
 use crate::devices::virtio::{VirtioDevice, VirtioInterrupt};
@@ -42,6 +47,8 @@ pub enum ZoneError {
     Vm(#[from] VmError),
     #[error(transparent)]
     Boot(#[from] BootError),
+    #[error("cannot write the ACPI tables")]
+    Acpi(#[from] AcpiError),
     #[error("cannot open the console log {path}")]
     ConsoleLog {
         path: std::path::PathBuf,
@@ -85,6 +92,9 @@ pub struct Zone {
     transports: Vec<Arc<Mutex<MmioTransport>>>,
     /// Written by the i8042 when the guest resets the machine.
     reset_evt: EventFd,
+    /// Written by the ACPI power device; `power_events` says what the guest asked for.
+    power_evt: EventFd,
+    power_events: PowerEvents,
     exit: Arc<ExitSignal>,
     started: Instant,
     /// Kept alive for the vCPU threads; dropped last.
@@ -134,6 +144,14 @@ impl Zone {
         let reset_evt = event()?;
         let i8042 = I8042::new(reset_evt.try_clone().map_err(ZoneError::Event)?);
         pio.insert(Arc::new(Mutex::new(i8042)), I8042_BASE, I8042_LEN)?;
+        let power_evt = event()?;
+        let power = PowerDevice::new(power_evt.try_clone().map_err(ZoneError::Event)?);
+        let power_events = power.events();
+        pio.insert(
+            Arc::new(Mutex::new(power)),
+            POWER_PORTS_BASE,
+            POWER_PORTS_LEN,
+        )?;
 
         let mut mmio = Bus::new();
         let mut transports = Vec::new();
@@ -159,6 +177,12 @@ impl Zone {
             config.initrd.as_deref(),
             &cmdline,
         )?;
+        write_tables(
+            &memory,
+            GuestAddress(RSDP_ADDR),
+            GuestAddress(TABLES_ADDR),
+            config.vcpus,
+        )?;
         let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
         for index in 0..config.vcpus {
             vcpus.push(vm.create_vcpu(index, config.vcpus)?);
@@ -180,6 +204,8 @@ impl Zone {
             mmio,
             transports,
             reset_evt,
+            power_evt,
+            power_events,
             exit: Arc::new(ExitSignal::new().map_err(ZoneError::Event)?),
             started,
             _memory: memory,

@@ -13,6 +13,7 @@ use vmm_sys_util::signal::Killable;
 use super::exit::{ExitSignal, ZoneExit};
 use super::{signals, Zone, ZoneError};
 use crate::devices::bus::Bus;
+use crate::devices::power::PowerEvent;
 use crate::hypervisor::{Vcpu, VcpuExit};
 
 /// Everything a vCPU thread needs.
@@ -68,22 +69,27 @@ impl Zone {
     }
 
     fn wait_for_exit(&self, stop_evt: &EventFd) -> ZoneExit {
+        const EXIT: u64 = 0;
+        const RESET: u64 = 1;
+        const STOP: u64 = 2;
+        const POWER: u64 = 3;
         let sources = [
-            (self.exit.event().as_raw_fd(), None),
-            (self.reset_evt.as_raw_fd(), Some(ZoneExit::Reboot)),
-            (stop_evt.as_raw_fd(), Some(ZoneExit::Stopped)),
+            (self.exit.event().as_raw_fd(), EXIT),
+            (self.reset_evt.as_raw_fd(), RESET),
+            (stop_evt.as_raw_fd(), STOP),
+            (self.power_evt.as_raw_fd(), POWER),
         ];
         let epoll = match Epoll::new() {
             Ok(epoll) => epoll,
             Err(e) => return ZoneExit::Failed(format!("cannot create epoll: {e}")),
         };
-        for (token, (fd, _)) in sources.iter().enumerate() {
-            let event = EpollEvent::new(EventSet::IN, token as u64);
-            if let Err(e) = epoll.ctl(ControlOperation::Add, *fd, event) {
+        for (fd, token) in sources {
+            let event = EpollEvent::new(EventSet::IN, token);
+            if let Err(e) = epoll.ctl(ControlOperation::Add, fd, event) {
                 return ZoneExit::Failed(format!("cannot watch events: {e}"));
             }
         }
-        let mut ready = [EpollEvent::default(); 3];
+        let mut ready = [EpollEvent::default(); 4];
         loop {
             if let Some(reason) = self.exit.reason() {
                 return reason;
@@ -94,10 +100,17 @@ impl Zone {
                 Err(e) => return ZoneExit::Failed(format!("waiting for the zone failed: {e}")),
             };
             for event in &ready[..n] {
-                let Some((_, Some(reason))) = sources.get(event.data() as usize) else {
-                    continue;
+                let reason = match event.data() {
+                    RESET => ZoneExit::Reboot,
+                    STOP => ZoneExit::Stopped,
+                    POWER => match self.power_events.get() {
+                        Some(PowerEvent::PowerOff) => ZoneExit::PowerOff,
+                        Some(PowerEvent::Reboot) => ZoneExit::Reboot,
+                        None => continue,
+                    },
+                    _ => continue,
                 };
-                self.exit.request(reason.clone());
+                self.exit.request(reason);
             }
         }
     }
