@@ -1,1 +1,33 @@
-fn main() {}
+//! `zonectl`: see `zonectl --help`.
+
+use clap::Parser;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use zonectl::cli::{Cli, Command};
+use zonectl::run::EXIT_ZONE_FAILED;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(LevelFilter::WARN.into())
+                .with_env_var("ZONECTL_LOG")
+                .from_env_lossy(),
+        )
+        .init();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let code = if e.use_stderr() { EXIT_ZONE_FAILED } else { 0 };
+        let _ = e.print();
+        std::process::exit(code)
+    });
+    let result: anyhow::Result<i32> = match cli.command {
+        Command::Run(args) => zonectl::run::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("zonectl: error: {e:#}");
+            std::process::exit(EXIT_ZONE_FAILED)
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Command-line interface: `zonectl <verb> ...` (clap derive).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::size::Size;
+use crate::zone_dir::DEFAULT_STATE_ROOT;
+
+/// Smallest memory a zone gets: below this a Linux guest does not boot.
+const MIN_MEMORY: Size = Size::from_mib(16);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zonectl",
+    version,
+    about = "Run commands and containers in Zones: KVM micro-VMs, one per container"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Run(RunArgs),
+}
+
+/// Run a command in a fresh zone, then stop the zone.
+///
+/// The command runs in the zone's own busybox userland from the initrd; running container
+/// images comes in a later release. zonectl exits with the command's exit status (128+N if it
+/// was killed by signal N, 127 if it was not found, 125 if the zone failed).
+#[derive(Debug, Args)]
+#[command(after_help = "Example: zonectl run --cpus 2 --memory 512M -- uname -a")]
+pub struct RunArgs {
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub cpus: u32,
+
+    /// Guest memory: a whole number of MiB, written like 256M or 1G.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
+    pub memory: Size,
+
+    /// Attach a disk image as a virtio block device (repeatable; ",ro" for read-only).
+    #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = DiskSpec::from_str)]
+    pub disks: Vec<DiskSpec>,
+
+    /// Set an environment variable for the command (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<String>,
+
+    /// Send zonectl's standard input to the command (read to its end before the zone starts).
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+
+    /// The zone's Linux kernel (bzImage).
+    #[arg(long, value_name = "PATH", env = "ZONES_KERNEL")]
+    pub kernel: PathBuf,
+
+    /// The zone's initrd, holding the zone agent (built by images/initramfs/build).
+    #[arg(long, value_name = "PATH", env = "ZONES_INITRD")]
+    pub initrd: PathBuf,
+
+    /// The VMM binary [default: zone-vmm next to zonectl, else on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub vmm: Option<PathBuf>,
+
+    /// Show the zone's serial console instead of saving it to the state directory's console.log.
+    #[arg(long)]
+    pub keep_console: bool,
+
+    /// Start the zone even on a host where it is known not to boot (PVM).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Directory holding zones' state directories.
+    #[arg(long, value_name = "DIR", env = "ZONES_STATE_ROOT", default_value = DEFAULT_STATE_ROOT)]
+    pub state_root: PathBuf,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// A `--disk` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+impl FromStr for DiskSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (path, read_only) = match text.rsplit_once(',') {
+            Some((path, "ro")) => (path, true),
+            Some((path, "rw")) => (path, false),
+            Some((_, option)) => {
+                return Err(format!("unknown disk option {option:?} (only \"ro\")"))
+            }
+            None => (text, false),
+        };
+        if path.is_empty() {
+            return Err("disk path is empty".to_string());
+        }
+        Ok(DiskSpec {
+            path: PathBuf::from(path),
+            read_only,
+        })
+    }
+}
+
+impl DiskSpec {
+    /// The `--disk` value for the VMM.
+    pub fn to_vmm_arg(&self) -> String {
+        let path = self.path.display();
+        if self.read_only {
+            format!("{path},ro")
+        } else {
+            path.to_string()
+        }
+    }
+}
+
+fn parse_memory(text: &str) -> Result<Size, String> {
+    let size: Size = text.parse().map_err(|e| format!("{e}"))?;
+    if size.whole_mib().is_none() {
+        return Err(format!("{text} is not a whole number of MiB"));
+    }
+    if size < MIN_MEMORY {
+        return Err(format!(
+            "{text} is too little; a zone needs at least {MIN_MEMORY}"
+        ));
+    }
+    Ok(size)
+}
+
+fn parse_env(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((key, _)) if !key.is_empty() => Ok(text.to_string()),
+        _ => Err(format!("{text:?} is not K=V")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["zonectl", "run", "--kernel", "/k", "--initrd", "/i"]
+            .iter()
+            .chain(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Run(run) => run,
+        })
+    }
+
+    #[test]
+    fn test_cli_run_defaults_applied() {
+        let run = parse(&["--", "echo", "hi"]).unwrap();
+
+        assert_eq!(run.cpus, 1);
+        assert_eq!(run.memory, Size::from_mib(256));
+        assert!(run.disks.is_empty() && run.env.is_empty());
+        assert!(!run.interactive && !run.keep_console && !run.force);
+        assert_eq!(run.vmm, None);
+        assert_eq!(run.kernel, PathBuf::from("/k"));
+        assert_eq!(run.command, ["echo", "hi"]);
+    }
+
+    #[test]
+    fn test_cli_run_all_options_parsed() {
+        let run = parse(&[
+            "--cpus",
+            "2",
+            "--memory",
+            "1G",
+            "--disk",
+            "/a.img",
+            "--disk",
+            "/b.img,ro",
+            "-e",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "-i",
+            "--vmm",
+            "/v",
+            "--keep-console",
+            "--force",
+            "--",
+            "ls",
+            "-l",
+        ])
+        .unwrap();
+
+        assert_eq!(run.cpus, 2);
+        assert_eq!(run.memory, Size::from_mib(1024));
+        assert_eq!(
+            run.disks,
+            [
+                DiskSpec {
+                    path: "/a.img".into(),
+                    read_only: false
+                },
+                DiskSpec {
+                    path: "/b.img".into(),
+                    read_only: true
+                }
+            ]
+        );
+        assert_eq!(run.env, ["A=1", "B=x=y"]);
+        assert!(run.interactive && run.keep_console && run.force);
+        assert_eq!(run.vmm, Some(PathBuf::from("/v")));
+        assert_eq!(run.command, ["ls", "-l"]);
+    }
+
+    #[test]
+    fn test_cli_run_command_flags_after_dashes_kept() {
+        let run = parse(&["--", "sh", "-c", "--cpus"]).unwrap();
+
+        assert_eq!(run.command, ["sh", "-c", "--cpus"]);
+        assert_eq!(run.cpus, 1);
+    }
+
+    #[test]
+    fn test_cli_run_bad_values_rejected() {
+        assert!(parse(&[]).is_err(), "missing command");
+        assert!(parse(&["echo"]).is_err(), "command without --");
+        assert!(parse(&["--cpus", "0", "--", "true"]).is_err());
+        assert!(parse(&["--memory", "1500K", "--", "true"]).is_err());
+        assert!(parse(&["--memory", "8M", "--", "true"]).is_err());
+        assert!(parse(&["--memory", "lots", "--", "true"]).is_err());
+        assert!(parse(&["-e", "NOVALUE", "--", "true"]).is_err());
+        assert!(parse(&["-e", "=v", "--", "true"]).is_err());
+        assert!(parse(&["--disk", "/a.img,rx", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn test_disk_spec_vmm_arg_round_trips() {
+        for text in ["/a.img", "/b.img,ro"] {
+            let disk: DiskSpec = text.parse().unwrap();
+
+            assert_eq!(disk.to_vmm_arg(), text);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! `zonectl run`: run one command in a fresh zone.
+//!
+//! Flow: state dir -> listener for the agent -> VMM -> AgentReady -> RunCommandRequest ->
+//! print the output -> ShutdownRequest(POWER_OFF) -> wait for the VMM -> remove the state dir.
+//! Every exit path goes through the destructors of the state dir and the VMM process, which
+//! remove and kill them.
+
+use std::env;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use zone_proto::agent::v1::shutdown_request::Action;
+use zone_proto::agent::v1::{RunCommandRequest, RunCommandResponse};
+
+use crate::agent_conn::{AgentConn, AGENT_PORT};
+use crate::cli::RunArgs;
+use crate::interrupt::Interrupt;
+use crate::vmm_process::{VmmConfig, VmmProcess};
+use crate::zone_dir::ZoneDir;
+
+/// zonectl's exit code when the zone failed (docker's convention).
+pub const EXIT_ZONE_FAILED: i32 = 125;
+
+const PVM_MODULE: &str = "/sys/module/kvm_pvm";
+const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+const VMM_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Leaves room for the rest of the request in one 16 MiB frame.
+const MAX_STDIN: u64 = 15 << 20;
+const CONSOLE_TAIL_LINES: usize = 40;
+
+/// Runs the verb; returns zonectl's exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    if !args.force && Path::new(PVM_MODULE).exists() {
+        bail!(
+            "this host's /dev/kvm is PVM nested virtualization that cannot boot a stock Linux \
+             guest; run zones inside the KVM testbed: hack/testbed run -- zonectl run -- ... \
+             (or pass --force to try anyway)"
+        );
+    }
+    check_file(&args.kernel, "kernel (--kernel or ZONES_KERNEL)")?;
+    check_file(&args.initrd, "initrd (--initrd or ZONES_INITRD)")?;
+    for disk in &args.disks {
+        check_file(&disk.path, "disk image (--disk)")?;
+    }
+    let vmm_binary = args.vmm.clone().unwrap_or_else(default_vmm);
+    let stdin = if args.interactive {
+        read_stdin()?
+    } else {
+        Vec::new()
+    };
+    let interrupt = Interrupt::install().context("installing signal handling")?;
+
+    let _armed = interrupt.arm();
+    let zone = ZoneDir::create(&args.state_root).context("creating the zone's state directory")?;
+    let span = tracing::info_span!("zone", zone = %zone.id());
+    let _entered = span.enter();
+    let listener_path = zone.vsock_listener(AGENT_PORT);
+    let listener = UnixListener::bind(&listener_path)
+        .with_context(|| format!("listening on {}", listener_path.display()))?;
+    let config = VmmConfig {
+        kernel: args.kernel.clone(),
+        initrd: args.initrd.clone(),
+        memory: args.memory,
+        cpus: args.cpus,
+        disks: args.disks.clone(),
+        vsock_socket: zone.vsock_socket(),
+        serial_log: (!args.keep_console).then(|| zone.console_log()),
+    };
+    let mut vmm = VmmProcess::spawn(&vmm_binary, &config, args.keep_console)
+        .context("starting the VMM (is zone-vmm built? pass --vmm PATH)")?;
+    interrupt.set_vmm(Some(vmm.pid()));
+    tracing::debug!(pid = vmm.pid().as_raw(), "VMM started");
+
+    let request = RunCommandRequest {
+        args: args.command.clone(),
+        env: args.env.clone(),
+        stdin,
+        cwd: String::new(),
+    };
+    let response = match talk_to_agent(&listener, &mut vmm, &interrupt, request) {
+        Ok(response) => response,
+        Err(e) => {
+            let stopped = vmm.kill();
+            interrupt.set_vmm(None);
+            if let Some(signal) = interrupt.received() {
+                eprintln!(
+                    "zonectl: interrupted by {signal}; zone {} stopped",
+                    zone.id()
+                );
+                return Ok(128 + signal as i32);
+            }
+            report_zone_failure(&zone, &mut vmm, stopped.ok());
+            return Err(e.context(format!("zone {} failed", zone.id())));
+        }
+    };
+    finish_vmm(&mut vmm, &zone);
+    interrupt.set_vmm(None);
+    print_output(&response)?;
+    Ok(exit_code(&response))
+}
+
+/// Accepts the agent, runs the command and asks the zone to power off.
+fn talk_to_agent(
+    listener: &UnixListener,
+    vmm: &mut VmmProcess,
+    interrupt: &Interrupt,
+    request: RunCommandRequest,
+) -> anyhow::Result<RunCommandResponse> {
+    let mut conn = AgentConn::accept(listener, AGENT_CONNECT_TIMEOUT, || {
+        if let Some(signal) = interrupt.received() {
+            return Some(format!("interrupted by {signal}"));
+        }
+        match vmm.try_status() {
+            Ok(Some(status)) => Some(format!("the VMM exited first ({status})")),
+            Ok(None) => None,
+            Err(e) => Some(format!("{e:#}")),
+        }
+    })?;
+    let ready = conn.read_ready(AGENT_READY_TIMEOUT)?;
+    tracing::info!(
+        agent = %ready.agent_version,
+        kernel = %ready.kernel_release,
+        cpus = ready.online_cpus,
+        "agent ready"
+    );
+    let response = conn.run(request)?;
+    conn.shutdown(Action::PowerOff)?;
+    Ok(response)
+}
+
+/// Waits for the VMM to exit after the shutdown request, killing it if it does not.
+fn finish_vmm(vmm: &mut VmmProcess, zone: &ZoneDir) {
+    match vmm.wait_timeout(VMM_EXIT_TIMEOUT) {
+        Ok(Some(status)) if status.success() => {}
+        Ok(Some(status)) => {
+            eprintln!("zonectl: warning: the VMM exited with {status} after the command finished");
+            eprint!("{}", vmm.stderr_tail());
+        }
+        Ok(None) => {
+            eprintln!(
+                "zonectl: warning: zone {} did not power off within {VMM_EXIT_TIMEOUT:?}; killed it",
+                zone.id()
+            );
+            let _ = vmm.kill();
+        }
+        Err(e) => eprintln!("zonectl: warning: {e:#}"),
+    }
+}
+
+fn print_output(response: &RunCommandResponse) -> anyhow::Result<()> {
+    io::stdout()
+        .write_all(&response.stdout)
+        .and_then(|()| io::stdout().flush())
+        .context("writing stdout")?;
+    io::stderr()
+        .write_all(&response.stderr)
+        .context("writing stderr")?;
+    if !response.error.is_empty() {
+        eprintln!("zonectl: {}", response.error);
+    }
+    Ok(())
+}
+
+/// zonectl's exit code for the command's result.
+pub fn exit_code(response: &RunCommandResponse) -> i32 {
+    if response.signal != 0 {
+        128 + response.signal
+    } else if !response.error.is_empty() && response.exit_code == 0 {
+        EXIT_ZONE_FAILED
+    } else {
+        response.exit_code
+    }
+}
+
+fn report_zone_failure(
+    zone: &ZoneDir,
+    vmm: &mut VmmProcess,
+    status: Option<std::process::ExitStatus>,
+) {
+    if let Some(status) = status {
+        eprintln!("zonectl: VMM {status}");
+    }
+    let stderr = vmm.stderr_tail();
+    if !stderr.trim().is_empty() {
+        eprintln!("zonectl: VMM stderr:\n{}", stderr.trim_end());
+    }
+    if let Ok(console) = fs::read_to_string(zone.console_log()) {
+        let lines: Vec<&str> = console.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..];
+        eprintln!("zonectl: last {} lines of the zone's console:", tail.len());
+        for line in tail {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+fn check_file(path: &Path, what: &str) -> anyhow::Result<()> {
+    if !path.is_file() {
+        bail!("{what} not found: {}", path.display());
+    }
+    Ok(())
+}
+
+/// `zone-vmm` next to zonectl's executable, else whatever `zone-vmm` is on PATH.
+fn default_vmm() -> PathBuf {
+    env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("zone-vmm")))
+        .filter(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("zone-vmm"))
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut input = Vec::new();
+    io::stdin()
+        .take(MAX_STDIN + 1)
+        .read_to_end(&mut input)
+        .context("reading stdin")?;
+    if input.len() as u64 > MAX_STDIN {
+        bail!(
+            "stdin is larger than {} MiB; pass big inputs on a --disk instead",
+            MAX_STDIN >> 20
+        );
+    }
+    Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(exit_code: i32, signal: i32, error: &str) -> RunCommandResponse {
+        RunCommandResponse {
+            exit_code,
+            signal,
+            error: error.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn test_exit_code_normal_exit_passed_through() {
+        assert_eq!(exit_code(&response(0, 0, "")), 0);
+        assert_eq!(exit_code(&response(7, 0, "")), 7);
+    }
+
+    #[test]
+    fn test_exit_code_signal_128_plus() {
+        assert_eq!(exit_code(&response(0, 9, "")), 137);
+    }
+
+    #[test]
+    fn test_exit_code_start_errors_mapped() {
+        assert_eq!(exit_code(&response(127, 0, "ls: command not found")), 127);
+        assert_eq!(exit_code(&response(126, 0, "bad request")), 126);
+        assert_eq!(exit_code(&response(0, 0, "odd agent")), EXIT_ZONE_FAILED);
+    }
+}
