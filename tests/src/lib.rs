@@ -1,1 +1,148 @@
-//! Test support: the KVM testbed runner (placeholder).
+//! Test support for Zones' end-to-end tests: running a shell script inside the KVM testbed
+//! (`hack/testbed`, see "Facts about our build and CI machines" in `docs/DESIGN.md`).
+//!
+//! Tests never skip: when something the testbed needs is missing, [`testbed_run`] panics
+//! naming it and the command that provides it (`hack/setup` or `hack/build`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Where the script given to [`testbed_run`] is placed inside the testbed.
+const SCRIPT_GUEST_PATH: &str = "/zones/test/script.sh";
+
+/// Binaries `hack/build` builds statically and `hack/testbed` puts into `/zones/bin`.
+const ZONE_BINARIES: [&str; 3] = ["zone-vmm", "zone-agent", "zonectl"];
+
+/// What a command run in the testbed produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestbedOutput {
+    /// The command's standard output.
+    pub stdout: String,
+    /// The command's standard error, followed by any message from `hack/testbed` itself.
+    pub stderr: String,
+    /// The command's exit status; 124 when the testbed timed out, 125 when it failed.
+    pub status: i32,
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in a folder of the repository")
+        .to_path_buf()
+}
+
+/// Cargo's target directory as `hack/build` and `hack/testbed` see it.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// Runs a repository script that prints a path when a cached artefact exists and fails otherwise.
+fn cached(root: &Path, script: &str, args: &[&str]) -> bool {
+    Command::new(root.join(script))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
+/// Everything the testbed needs that is missing, each with the command that provides it.
+pub fn missing_prerequisites() -> Vec<String> {
+    let root = repo_root();
+    let mut missing = Vec::new();
+    if !on_path("qemu-system-x86_64") {
+        missing.push("qemu-system-x86_64 (run hack/setup)".to_owned());
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        missing.push("/bin/busybox from busybox-static (run hack/setup)".to_owned());
+    }
+    let bin_dir = target_dir(&root).join("x86_64-unknown-linux-gnu/release");
+    for name in ZONE_BINARIES {
+        let path = bin_dir.join(name);
+        if !path.is_file() {
+            missing.push(format!("static binary {} (run hack/build)", path.display()));
+        }
+    }
+    if !cached(&root, "images/kernel/build", &["--cached-path"]) {
+        missing.push("the zone kernel in ~/.cache/zones/kernel (run hack/build)".to_owned());
+    }
+    if !cached(&root, "hack/testbed", &["prepare", "--check"]) {
+        missing.push("the testbed kernel in ~/.cache/zones/testbed (run hack/build)".to_owned());
+    }
+    missing
+}
+
+/// Runs `script` with `sh` as root inside the KVM testbed and returns its output and status.
+///
+/// `extra` lists host files or directories to copy into the testbed, each with its absolute
+/// path inside. The testbed also holds the static zone binaries in `/zones/bin` (on `PATH`)
+/// and the zone kernel and initrd (`$ZONES_KERNEL`, `$ZONES_VMLINUX`, `$ZONES_INITRD`).
+///
+/// # Panics
+///
+/// When a prerequisite is missing (naming it and the command that provides it) or when
+/// `hack/testbed` cannot be started.
+pub fn testbed_run(script: &str, extra: &[(PathBuf, &str)]) -> TestbedOutput {
+    let missing = missing_prerequisites();
+    assert!(
+        missing.is_empty(),
+        "the KVM testbed cannot run; missing:\n  {}",
+        missing.join("\n  ")
+    );
+
+    let mut file = tempfile::Builder::new()
+        .prefix("zones-testbed-script.")
+        .suffix(".sh")
+        .tempfile()
+        .expect("create a temporary file for the testbed script");
+    file.write_all(script.as_bytes())
+        .and_then(|()| file.flush())
+        .expect("write the testbed script");
+
+    let root = repo_root();
+    let mut command = Command::new(root.join("hack/testbed"));
+    command.arg("run");
+    command
+        .arg("--add")
+        .arg(add_spec(file.path(), SCRIPT_GUEST_PATH));
+    for (host, guest) in extra {
+        command.arg("--add").arg(add_spec(host, guest));
+    }
+    command.args(["--", "sh", SCRIPT_GUEST_PATH]);
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", root.join("hack/testbed").display()));
+
+    TestbedOutput {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        // A signal (no code) is reported the way a shell would: 128 + signal number.
+        status: output.status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + output.status.signal().unwrap_or(0)
+        }),
+    }
+}
+
+fn add_spec(host: &Path, guest: &str) -> String {
+    let host = host.to_str().expect("testbed --add paths must be UTF-8");
+    assert!(
+        guest.starts_with('/'),
+        "guest path {guest:?} for {host} must be absolute"
+    );
+    format!("{host}:{guest}")
+}
