@@ -12,14 +12,17 @@
 //! dropped, a misbehaving connection is reset, and neither affects other connections.
 //! The device runs one worker thread (the [`muxer`]) once activated.
 
-#![allow(dead_code)] // Wired up by the device in the next commit.
-
+mod connection;
+mod device;
+mod muxer;
 mod packet;
 mod ratelimit;
 mod uds;
 
 use std::io;
 use std::path::PathBuf;
+
+pub use device::Vsock;
 
 /// Queue indices (virtio 1.2, section 5.10.2).
 pub const RX_QUEUE: usize = 0;
