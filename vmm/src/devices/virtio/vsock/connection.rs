@@ -11,24 +11,23 @@
 //! A connection does no logging and no queue work: it answers with an [`Outcome`] or an
 //! [`RxStep`] and the muxer acts on it.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::net::Shutdown;
-use std::num::Wrapping;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use vmm_sys_util::epoll::EventSet;
 
+mod rx;
+
+pub use rx::RxStep;
+
+use super::credit::{Credit, PendingTx, CONN_BUF_ALLOC};
 use super::packet::{
-    Header, HOST_CID, OP_CREDIT_REQUEST, OP_CREDIT_UPDATE, OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW,
-    OP_SHUTDOWN, SHUTDOWN_BOTH, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM,
+    Header, HOST_CID, OP_CREDIT_REQUEST, OP_CREDIT_UPDATE, OP_RESPONSE, OP_RST, OP_RW, OP_SHUTDOWN,
+    SHUTDOWN_BOTH, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM,
 };
 
-/// Buffer space we advertise to the guest for each connection (`buf_alloc`).
-pub const CONN_BUF_ALLOC: u32 = 256 * 1024;
-/// Tell the guest about forwarded bytes once this many are unreported.
-const CREDIT_UPDATE_THRESHOLD: u32 = CONN_BUF_ALLOC / 4;
 /// How long we wait for the guest's `OP_RST` after a full shutdown, or for a flush to finish.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -59,18 +58,6 @@ pub enum Outcome {
     },
 }
 
-/// The next packet a connection wants to put on the rx queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RxStep {
-    /// A header, followed by this many payload bytes at the start of the buffer.
-    Packet(Header, usize),
-    Nothing,
-    Remove {
-        rst: bool,
-        reason: &'static str,
-    },
-}
-
 #[derive(Debug)]
 pub struct Connection {
     pub key: ConnKey,
@@ -88,16 +75,11 @@ pub struct Connection {
     need_credit_update: bool,
     credit_request_sent: bool,
     pending_shutdown: u32,
-    // Guest to host.
-    tx_buf: VecDeque<u8>,
-    fwd_cnt: Wrapping<u32>,
-    last_fwd_cnt_sent: Wrapping<u32>,
+    credit: Credit,
+    /// Guest data waiting for the host socket.
+    tx_buf: PendingTx,
     peer_shutdown: u32,
     write_shut: bool,
-    // Host to guest.
-    rx_cnt: Wrapping<u32>,
-    peer_buf_alloc: u32,
-    peer_fwd_cnt: Wrapping<u32>,
     host_readable: bool,
     host_eof: bool,
     host_hup: bool,
@@ -118,14 +100,10 @@ impl Connection {
             need_credit_update: false,
             credit_request_sent: false,
             pending_shutdown: 0,
-            tx_buf: VecDeque::new(),
-            fwd_cnt: Wrapping(0),
-            last_fwd_cnt_sent: Wrapping(0),
+            credit: Credit::default(),
+            tx_buf: PendingTx::default(),
             peer_shutdown: 0,
             write_shut: false,
-            rx_cnt: Wrapping(0),
-            peer_buf_alloc: 0,
-            peer_fwd_cnt: Wrapping(0),
             host_readable: false,
             host_eof: false,
             host_hup: false,
@@ -145,8 +123,7 @@ impl Connection {
     pub fn new_peer(key: ConnKey, stream: UnixStream, token: u64, req: &Header) -> Self {
         let mut c = Self::new(key, stream, token, State::Established);
         c.need_response = true;
-        c.peer_buf_alloc = req.buf_alloc;
-        c.peer_fwd_cnt = Wrapping(req.fwd_cnt);
+        c.credit.update_peer(req.buf_alloc, req.fwd_cnt);
         c
     }
 
@@ -166,14 +143,12 @@ impl Connection {
             op,
             flags,
             buf_alloc: CONN_BUF_ALLOC,
-            fwd_cnt: self.fwd_cnt.0,
+            fwd_cnt: self.credit.fwd_cnt(),
         }
     }
 
-    /// Bytes the guest can still take (its `buf_alloc` less what is in flight).
-    pub fn peer_credit(&self) -> u32 {
-        let in_flight = (self.rx_cnt - self.peer_fwd_cnt).0;
-        self.peer_buf_alloc.saturating_sub(in_flight)
+    fn peer_credit(&self) -> u32 {
+        self.credit.peer_free()
     }
 
     fn can_read_host(&self) -> bool {
@@ -195,27 +170,9 @@ impl Connection {
         set
     }
 
-    fn wants_credit_request(&self) -> bool {
-        self.can_read_host()
-            && self.host_readable
-            && self.peer_credit() == 0
-            && !self.credit_request_sent
-    }
-
-    /// Whether [`Connection::next_rx`] has something to send.
-    pub fn has_rx_work(&self) -> bool {
-        self.need_request
-            || self.need_response
-            || self.pending_shutdown != 0
-            || self.need_credit_update
-            || self.wants_credit_request()
-            || (self.can_read_host() && self.host_readable && self.peer_credit() > 0)
-    }
-
     /// Handles a validated packet from the guest for this connection.
     pub fn on_guest(&mut self, hdr: &Header, data: &[u8], now: Instant) -> Outcome {
-        self.peer_buf_alloc = hdr.buf_alloc;
-        self.peer_fwd_cnt = Wrapping(hdr.fwd_cnt);
+        self.credit.update_peer(hdr.buf_alloc, hdr.fwd_cnt);
         if self.peer_credit() > 0 {
             self.credit_request_sent = false;
         }
@@ -286,50 +243,28 @@ impl Connection {
                 reason: "guest sent data after shutting down sending",
             };
         }
-        if self.tx_buf.len() + data.len() > CONN_BUF_ALLOC as usize {
+        if !self.tx_buf.fits(data.len()) {
             return Outcome::Remove {
                 rst: true,
                 reason: "guest sent beyond its credit",
             };
         }
-        let mut rest = data;
-        if self.tx_buf.is_empty() {
-            match write_some(&mut self.stream, rest) {
-                Ok(n) => {
-                    self.forwarded(n);
-                    rest = &rest[n..];
-                }
-                Err(_) => {
-                    return Outcome::Remove {
-                        rst: true,
-                        reason: "writing to the host socket failed",
-                    }
-                }
+        match self.tx_buf.push(&mut self.stream, data) {
+            Ok(n) => {
+                self.forwarded(n);
+                Outcome::Keep
             }
+            Err(_) => Outcome::Remove {
+                rst: true,
+                reason: "writing to the host socket failed",
+            },
         }
-        self.tx_buf.extend(rest);
-        Outcome::Keep
     }
 
     fn forwarded(&mut self, n: usize) {
-        self.fwd_cnt += Wrapping(n as u32);
-        if (self.fwd_cnt - self.last_fwd_cnt_sent).0 >= CREDIT_UPDATE_THRESHOLD {
+        if self.credit.forwarded(n) {
             self.need_credit_update = true;
         }
-    }
-
-    /// Writes buffered guest data to the host socket.
-    fn flush(&mut self) -> io::Result<()> {
-        while !self.tx_buf.is_empty() {
-            let (front, _) = self.tx_buf.as_slices();
-            let n = write_some(&mut self.stream, front)?;
-            if n == 0 {
-                break;
-            }
-            self.tx_buf.drain(..n);
-            self.forwarded(n);
-        }
-        Ok(())
     }
 
     /// Once guest data is flushed: pass the guest's half-close on, or finish a full close.
@@ -361,89 +296,18 @@ impl Connection {
             self.host_readable = true;
         }
         if events.contains(EventSet::OUT) && self.state == State::Established {
-            if self.flush().is_err() {
-                return Outcome::Remove {
+            return match self.tx_buf.flush(&mut self.stream) {
+                Ok(n) => {
+                    self.forwarded(n);
+                    self.after_flush()
+                }
+                Err(_) => Outcome::Remove {
                     rst: true,
                     reason: "writing to the host socket failed",
-                };
-            }
-            return self.after_flush();
+                },
+            };
         }
         Outcome::Keep
-    }
-
-    /// Produces the next packet for the guest. Data is read from the host socket into `buf`
-    /// (at most its length and the guest's credit).
-    pub fn next_rx(&mut self, guest_cid: u64, buf: &mut [u8], now: Instant) -> RxStep {
-        let step = self.next_rx_inner(guest_cid, buf, now);
-        if let RxStep::Packet(..) = step {
-            // Every header carries our fwd_cnt, so it doubles as a credit update.
-            self.last_fwd_cnt_sent = self.fwd_cnt;
-            self.need_credit_update = false;
-        }
-        step
-    }
-
-    fn next_rx_inner(&mut self, guest_cid: u64, buf: &mut [u8], now: Instant) -> RxStep {
-        if self.need_request {
-            self.need_request = false;
-            return RxStep::Packet(self.header(guest_cid, OP_REQUEST, 0, 0), 0);
-        }
-        if self.need_response {
-            self.need_response = false;
-            return RxStep::Packet(self.header(guest_cid, OP_RESPONSE, 0, 0), 0);
-        }
-        if self.can_read_host() && self.host_readable && self.peer_credit() > 0 {
-            let want = buf.len().min(self.peer_credit() as usize);
-            if want > 0 {
-                match self.stream.read(&mut buf[..want]) {
-                    Ok(0) => {
-                        self.host_readable = false;
-                        self.host_eof = true;
-                        self.pending_shutdown = if self.host_hup {
-                            SHUTDOWN_BOTH
-                        } else {
-                            SHUTDOWN_SEND
-                        };
-                    }
-                    Ok(n) => {
-                        // A short read means the socket is (probably) drained: wait for epoll.
-                        self.host_readable = n == want;
-                        self.rx_cnt += Wrapping(n as u32);
-                        return RxStep::Packet(self.header(guest_cid, OP_RW, 0, n as u32), n);
-                    }
-                    Err(e)
-                        if e.kind() == io::ErrorKind::WouldBlock
-                            || e.kind() == io::ErrorKind::Interrupted =>
-                    {
-                        self.host_readable = false;
-                    }
-                    Err(_) => {
-                        return RxStep::Remove {
-                            rst: true,
-                            reason: "reading from the host socket failed",
-                        }
-                    }
-                }
-            }
-        }
-        if self.pending_shutdown != 0 {
-            let flags = self.pending_shutdown;
-            self.pending_shutdown = 0;
-            if flags == SHUTDOWN_BOTH {
-                self.state = State::Closing;
-                self.deadline = Some(now + CLOSE_TIMEOUT);
-            }
-            return RxStep::Packet(self.header(guest_cid, OP_SHUTDOWN, flags, 0), 0);
-        }
-        if self.need_credit_update {
-            return RxStep::Packet(self.header(guest_cid, OP_CREDIT_UPDATE, 0, 0), 0);
-        }
-        if self.wants_credit_request() {
-            self.credit_request_sent = true;
-            return RxStep::Packet(self.header(guest_cid, OP_CREDIT_REQUEST, 0, 0), 0);
-        }
-        RxStep::Nothing
     }
 
     /// Called when `deadline` has passed.
@@ -462,42 +326,28 @@ impl Connection {
     }
 }
 
-/// Writes what the socket takes now; `Ok(0)` when it would block.
-fn write_some(stream: &mut UnixStream, data: &[u8]) -> io::Result<usize> {
-    if data.is_empty() {
-        return Ok(0);
-    }
-    loop {
-        match stream.write(data) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::virtio::vsock::packet::OP_REQUEST;
+    use std::io::Read;
 
-    const CID: u64 = 3;
+    pub(super) const CID: u64 = 3;
 
-    fn pair() -> (UnixStream, UnixStream) {
+    pub(super) fn pair() -> (UnixStream, UnixStream) {
         let (host, ours) = UnixStream::pair().expect("pair");
         ours.set_nonblocking(true).expect("nonblocking");
         (host, ours)
     }
 
-    fn key() -> ConnKey {
+    pub(super) fn key() -> ConnKey {
         ConnKey {
             local_port: 1 << 30,
             peer_port: 52,
         }
     }
 
-    fn guest(op: u16, flags: u32, len: u32, buf_alloc: u32, fwd_cnt: u32) -> Header {
+    pub(super) fn guest(op: u16, flags: u32, len: u32, buf_alloc: u32, fwd_cnt: u32) -> Header {
         Header {
             src_cid: CID,
             dst_cid: HOST_CID,
@@ -512,7 +362,7 @@ mod tests {
         }
     }
 
-    fn established(buf_alloc: u32) -> (UnixStream, Connection) {
+    pub(super) fn established(buf_alloc: u32) -> (UnixStream, Connection) {
         let (host, ours) = pair();
         let mut c = Connection::new_peer(key(), ours, 9, &guest(OP_REQUEST, 0, 0, buf_alloc, 0));
         let mut buf = [0u8; 64];
@@ -521,7 +371,7 @@ mod tests {
         (host, c)
     }
 
-    fn op_of(step: RxStep) -> Option<(u16, u32, usize)> {
+    pub(super) fn op_of(step: RxStep) -> Option<(u16, u32, usize)> {
         match step {
             RxStep::Packet(h, n) => Some((h.op, h.flags, n)),
             _ => None,
@@ -582,73 +432,6 @@ mod tests {
         }
         assert!(matches!(outcome, Outcome::Remove { rst: true, .. }));
         assert!(c.tx_buf.len() <= CONN_BUF_ALLOC as usize);
-    }
-
-    #[test]
-    fn test_connection_no_credit_stops_reading_until_update() {
-        let (mut host, mut c) = established(10);
-        host.write_all(&[1u8; 100]).expect("write");
-        assert!(c.desired_interest().contains(EventSet::IN));
-        c.on_host_event(EventSet::IN);
-        let now = Instant::now();
-        let mut buf = [0u8; 4096];
-        assert_eq!(op_of(c.next_rx(CID, &mut buf, now)), Some((OP_RW, 0, 10)));
-        assert!(!c.desired_interest().contains(EventSet::IN));
-        assert_eq!(
-            op_of(c.next_rx(CID, &mut buf, now)),
-            Some((OP_CREDIT_REQUEST, 0, 0))
-        );
-        assert_eq!(c.next_rx(CID, &mut buf, now), RxStep::Nothing);
-        assert!(!c.has_rx_work());
-        c.on_guest(&guest(OP_CREDIT_UPDATE, 0, 0, 10, 10), &[], now);
-        assert!(c.has_rx_work());
-        assert_eq!(op_of(c.next_rx(CID, &mut buf, now)), Some((OP_RW, 0, 10)));
-    }
-
-    #[test]
-    fn test_connection_credit_request_answered_with_update() {
-        let (_host, mut c) = established(4096);
-        let now = Instant::now();
-        c.on_guest(&guest(OP_CREDIT_REQUEST, 0, 0, 4096, 0), &[], now);
-        let mut buf = [0u8; 64];
-        match c.next_rx(CID, &mut buf, now) {
-            RxStep::Packet(h, 0) => {
-                assert_eq!(h.op, OP_CREDIT_UPDATE);
-                assert_eq!(h.buf_alloc, CONN_BUF_ALLOC);
-            }
-            other => panic!("expected a credit update, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn test_connection_host_eof_sends_shutdown_send() {
-        let (host, mut c) = established(4096);
-        host.shutdown(Shutdown::Write).expect("half close");
-        c.on_host_event(EventSet::IN);
-        let mut buf = [0u8; 64];
-        let now = Instant::now();
-        assert_eq!(
-            op_of(c.next_rx(CID, &mut buf, now)),
-            Some((OP_SHUTDOWN, SHUTDOWN_SEND, 0))
-        );
-        assert_eq!(c.state, State::Established);
-        assert!(c.desired_interest().is_empty());
-    }
-
-    #[test]
-    fn test_connection_host_close_sends_full_shutdown_then_rst_removes() {
-        let (host, mut c) = established(4096);
-        drop(host);
-        c.on_host_event(EventSet::IN | EventSet::HANG_UP);
-        let mut buf = [0u8; 64];
-        let now = Instant::now();
-        assert_eq!(
-            op_of(c.next_rx(CID, &mut buf, now)),
-            Some((OP_SHUTDOWN, SHUTDOWN_BOTH, 0))
-        );
-        assert_eq!(c.state, State::Closing);
-        let out = c.on_guest(&guest(OP_RST, 0, 0, 4096, 0), &[], now);
-        assert!(matches!(out, Outcome::Remove { rst: false, .. }));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! The device runs one worker thread (the [`muxer`]) once activated.
 
 mod connection;
+mod credit;
 mod device;
 mod muxer;
 mod packet;

@@ -51,7 +51,7 @@ pub struct Header {
 }
 
 impl Header {
-    pub fn to_bytes(&self) -> [u8; HDR_LEN] {
+    pub fn to_bytes(self) -> [u8; HDR_LEN] {
         let mut b = [0u8; HDR_LEN];
         b[0..8].copy_from_slice(&self.src_cid.to_le_bytes());
         b[8..16].copy_from_slice(&self.dst_cid.to_le_bytes());
