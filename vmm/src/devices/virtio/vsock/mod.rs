@@ -20,6 +20,9 @@ mod packet;
 mod ratelimit;
 mod uds;
 
+#[cfg(test)]
+mod tests;
+
 use std::io;
 use std::path::PathBuf;
 
