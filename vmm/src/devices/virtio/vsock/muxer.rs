@@ -68,6 +68,8 @@ pub struct Muxer {
     rx_order: VecDeque<ConnKey>,
     resets: VecDeque<Header>,
     tx_more: bool,
+    /// The last round stopped filling rx buffers early.
+    rx_more: bool,
     next_token: u64,
     next_local_port: u32,
     next_sweep: Instant,
@@ -122,6 +124,7 @@ impl Muxer {
             rx_order: VecDeque::new(),
             resets: VecDeque::new(),
             tx_more: false,
+            rx_more: false,
             next_token: FIRST_TOKEN,
             next_local_port: FIRST_LOCAL_PORT,
             next_sweep: now + SWEEP_INTERVAL,
@@ -207,7 +210,7 @@ impl Muxer {
     }
 
     fn wait_timeout(&self) -> i32 {
-        if self.tx_more {
+        if self.tx_more || self.rx_more {
             return 0;
         }
         let timed = !self.pending.is_empty()

@@ -11,6 +11,9 @@ use super::super::uds;
 use super::super::{VsockError, MAX_CONNECTIONS, QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
 use super::{Muxer, MAX_QUEUED_RESETS};
 
+/// Most rx buffers filled per loop round.
+const MAX_RX_PER_ROUND: usize = 2 * QUEUE_SIZE as usize;
+
 impl Muxer {
     /// Handles what the guest queued, at most a queue's worth per round.
     pub(super) fn process_tx(&mut self, now: Instant) -> bool {
@@ -112,12 +115,20 @@ impl Muxer {
         }
     }
 
-    /// Fills rx buffers while there is something to send and buffers to send it in.
+    /// Fills rx buffers while there is something to send and buffers to send it in, at most
+    /// [`MAX_RX_PER_ROUND`] so that a fast host stream cannot keep the loop from its events.
     pub(super) fn process_rx(&mut self, now: Instant) -> bool {
         let mem = self.mem.clone();
         let mut segs = std::mem::take(&mut self.segs);
         let mut used = false;
+        self.rx_more = false;
+        let mut filled = 0;
         while !self.resets.is_empty() || !self.rx_order.is_empty() {
+            if filled == MAX_RX_PER_ROUND {
+                self.rx_more = true;
+                break;
+            }
+            filled += 1;
             let chain = match self.queues[RX_QUEUE].iter(&mem) {
                 Ok(mut it) => it.next(),
                 Err(e) => {

@@ -38,6 +38,35 @@ pub(super) fn raw(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
     RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
 }
 
+/// Writes a chain into the descriptor table at `first` and makes it available. (The mock's
+/// own helper does not wrap around the ring.)
+fn publish(
+    mem: &GuestMemoryMmap,
+    q: &MockSplitQueue<GuestMemoryMmap>,
+    first: u16,
+    descs: &[(u64, u32, u16)],
+) {
+    let n = descs.len() as u16;
+    for (i, &(addr, len, flags)) in (0..n).zip(descs) {
+        let more = if i + 1 < n {
+            VRING_DESC_F_NEXT as u16
+        } else {
+            0
+        };
+        let next = (first + i + 1) % QUEUE_SIZE;
+        let desc = raw(addr, len, flags | more, next);
+        q.desc_table()
+            .store((first + i) % QUEUE_SIZE, desc)
+            .expect("descriptor");
+    }
+    let avail = q.avail_addr().0;
+    let idx: u16 = mem.read_obj(GuestAddress(avail + 2)).expect("avail idx");
+    let slot = GuestAddress(avail + 4 + u64::from(idx % QUEUE_SIZE) * 2);
+    mem.write_obj(first.to_le(), slot).expect("avail ring");
+    mem.write_obj(idx.wrapping_add(1).to_le(), GuestAddress(avail + 2))
+        .expect("avail idx");
+}
+
 /// A guest driver over mock queues: posts rx buffers, sends tx packets, collects used rx.
 pub(super) struct Guest<'a> {
     pub(super) mem: &'a GuestMemoryMmap,
@@ -48,6 +77,8 @@ pub(super) struct Guest<'a> {
     pub(super) rx_next: u16,
     pub(super) tx_next: u16,
     pub(super) rx_seen: u16,
+    /// Rx chains posted so far (wrapping, like the used index).
+    pub(super) rx_posted: u16,
     pub(super) received: VecDeque<(Header, Vec<u8>)>,
     pub(super) empty_rx: usize,
     pub(super) irq: CountingIrq,
@@ -65,6 +96,7 @@ impl<'a> Guest<'a> {
             rx_next: 0,
             tx_next: 0,
             rx_seen: 0,
+            rx_posted: 0,
             received: VecDeque::new(),
             empty_rx: 0,
             irq: CountingIrq::default(),
@@ -111,20 +143,9 @@ impl<'a> Guest<'a> {
     /// Posts a chain of buffers on the rx queue (default: one 4 KiB writable buffer).
     pub(super) fn add_rx_chain(&mut self, descs: &[(u64, u32, u16)]) {
         let first = self.rx_next;
-        let n = descs.len() as u16;
-        let chain: Vec<_> = (0..n)
-            .map(|i| {
-                let (addr, len, flags) = descs[i as usize];
-                let more = if i + 1 < n {
-                    VRING_DESC_F_NEXT as u16
-                } else {
-                    0
-                };
-                raw(addr, len, flags | more, (first + i + 1) % QUEUE_SIZE)
-            })
-            .collect();
-        self.rx.add_desc_chains(&chain, first).expect("rx chain");
-        self.rx_next = (first + n) % QUEUE_SIZE;
+        publish(self.mem, &self.rx, first, descs);
+        self.rx_next = (first + descs.len() as u16) % QUEUE_SIZE;
+        self.rx_posted = self.rx_posted.wrapping_add(1);
         self.kick(0);
     }
 
@@ -138,20 +159,8 @@ impl<'a> Guest<'a> {
     /// Puts a raw chain on the tx queue.
     pub(super) fn send_chain(&mut self, descs: &[(u64, u32, u16)]) {
         let first = self.tx_next;
-        let n = descs.len() as u16;
-        let chain: Vec<_> = (0..n)
-            .map(|i| {
-                let (addr, len, flags) = descs[i as usize];
-                let more = if i + 1 < n {
-                    VRING_DESC_F_NEXT as u16
-                } else {
-                    0
-                };
-                raw(addr, len, flags | more, (first + i + 1) % QUEUE_SIZE)
-            })
-            .collect();
-        self.tx.add_desc_chains(&chain, first).expect("tx chain");
-        self.tx_next = (first + n) % QUEUE_SIZE;
+        publish(self.mem, &self.tx, first, descs);
+        self.tx_next = (first + descs.len() as u16) % QUEUE_SIZE;
         self.kick(1);
     }
 
@@ -163,6 +172,11 @@ impl<'a> Guest<'a> {
         let payload = GuestAddress(addr + HDR_LEN as u64);
         self.mem.write_slice(data, payload).expect("data");
         self.send_chain(&[(addr, (HDR_LEN + data.len()) as u32, 0)]);
+    }
+
+    /// Rx chains the device has not returned yet.
+    pub(super) fn rx_outstanding(&self) -> u16 {
+        self.rx_posted.wrapping_sub(self.rx.used().idx().load())
     }
 
     pub(super) fn tx_used(&self) -> u16 {
