@@ -67,6 +67,8 @@ pub struct Muxer {
     pending: HashMap<u64, PendingClient>,
     rx_order: VecDeque<ConnKey>,
     resets: VecDeque<Header>,
+    /// Connections and pending host clients allowed at once ([`MAX_CONNECTIONS`]).
+    max_connections: usize,
     tx_more: bool,
     /// The last round stopped filling rx buffers early.
     rx_more: bool,
@@ -123,6 +125,7 @@ impl Muxer {
             pending: HashMap::new(),
             rx_order: VecDeque::new(),
             resets: VecDeque::new(),
+            max_connections: MAX_CONNECTIONS,
             tx_more: false,
             rx_more: false,
             next_token: FIRST_TOKEN,
@@ -207,6 +210,16 @@ impl Muxer {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Lowers the connection limit so tests can reach it.
+    #[cfg(test)]
+    pub fn set_max_connections(&mut self, max: usize) {
+        self.max_connections = max;
+    }
+
+    fn at_connection_limit(&self) -> bool {
+        self.conns.len() + self.pending.len() >= self.max_connections
     }
 
     fn wait_timeout(&self) -> i32 {

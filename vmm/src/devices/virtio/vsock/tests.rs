@@ -239,6 +239,38 @@ fn test_malformed_rx_buffer_skipped_next_buffer_used() {
 }
 
 #[test]
+fn test_connection_limit_refuses_guest_and_host_connections() {
+    let (_dir, path) = setup();
+    let mem = test_mem();
+    let mut g = Guest::new(&mem);
+    let mut mux = g.muxer(&path);
+    mux.set_max_connections(2);
+    let listener = UnixListener::bind(uds::forward_path(&path, 80)).expect("bind P_80");
+    g.add_rx(4);
+    for src in [5000, 5001, 5002] {
+        g.send(gh(OP_REQUEST, src, 80, 0, 4096, 0), &[]);
+    }
+    expect(&mut mux, &mut g, |h| {
+        h.op == OP_RESPONSE && h.dst_port == 5000
+    });
+    expect(&mut mux, &mut g, |h| {
+        h.op == OP_RESPONSE && h.dst_port == 5001
+    });
+    expect(&mut mux, &mut g, |h| h.op == OP_RST && h.dst_port == 5002);
+    let mut s = host_connect(&path, b"CONNECT 52\n");
+    for _ in 0..5 {
+        mux.poll_once(Some(Duration::from_millis(5))).expect("poll");
+    }
+    let mut buf = [0u8; 4];
+    assert!(
+        !matches!(s.read(&mut buf), Ok(n) if n > 0),
+        "host client refused"
+    );
+    assert!(g.take(|h| h.op == OP_REQUEST).is_none());
+    drop(listener);
+}
+
+#[test]
 fn test_packet_for_unknown_connection_gets_rst() {
     let (_dir, path) = setup();
     let mem = test_mem();

@@ -9,7 +9,6 @@ use vmm_sys_util::epoll::{ControlOperation, EpollEvent, EventSet};
 
 use super::super::connection::{ConnKey, Connection};
 use super::super::uds::{LineStatus, PendingClient};
-use super::super::MAX_CONNECTIONS;
 use super::MAX_PENDING_CLIENTS;
 use super::{Muxer, ACCEPTS_PER_ROUND, CONNECT_TIMEOUT, FIRST_LOCAL_PORT, LISTENER_BACKOFF};
 
@@ -34,9 +33,7 @@ impl Muxer {
     }
 
     fn admit_client(&mut self, stream: UnixStream, now: Instant) {
-        if self.pending.len() >= MAX_PENDING_CLIENTS
-            || self.conns.len() + self.pending.len() >= MAX_CONNECTIONS
-        {
+        if self.pending.len() >= MAX_PENDING_CLIENTS || self.at_connection_limit() {
             self.warn(now, "refusing host client", &"too many connections");
             return;
         }

@@ -8,7 +8,7 @@ use super::super::connection::{ConnKey, Connection, RxStep};
 use super::super::packet::{self, Header, HDR_LEN, HOST_CID, MAX_PAYLOAD};
 use super::super::packet::{OP_REQUEST, OP_RST, TYPE_STREAM};
 use super::super::uds;
-use super::super::{VsockError, MAX_CONNECTIONS, QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
+use super::super::{VsockError, QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
 use super::{Muxer, MAX_QUEUED_RESETS};
 
 /// Most rx buffers filled per loop round.
@@ -73,7 +73,7 @@ impl Muxer {
 
     /// The guest connects to host port `hdr.dst_port`: forward to the Unix socket `P_<port>`.
     fn guest_connect(&mut self, hdr: &Header, key: ConnKey, now: Instant) {
-        if self.conns.len() + self.pending.len() >= MAX_CONNECTIONS {
+        if self.at_connection_limit() {
             self.warn(now, "refusing guest connection", &"too many connections");
             self.queue_reset_reply(hdr);
             return;
