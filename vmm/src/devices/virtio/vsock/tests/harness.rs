@@ -276,6 +276,17 @@ pub(super) fn host_connect(path: &Path, line: &[u8]) -> UnixStream {
     s
 }
 
+/// Asserts the device closed `s` (EOF, or a reset when it left bytes unread), rather than the
+/// read timing out.
+pub(super) fn assert_closed(s: &mut UnixStream) {
+    let mut buf = [0u8; 8];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("connection left open: {other:?}"),
+    }
+}
+
 pub(super) fn read_n(s: &mut UnixStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     s.read_exact(&mut buf).expect("read");
