@@ -19,7 +19,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::arch::x86_64::acpi::layout::{
     POWER_PORTS_BASE, POWER_PORTS_LEN, RSDP_ADDR, TABLES_ADDR,
 };
-use crate::arch::x86_64::acpi::{write_tables, AcpiError};
+use crate::arch::x86_64::acpi::{write_tables, AcpiError, DsdtDevice};
 use crate::arch::x86_64::layout::{
     ram_ranges, SERIAL_GSI, VIRTIO_GSIS, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
 };
@@ -155,7 +155,10 @@ impl Zone {
 
         let mut mmio = Bus::new();
         let mut transports = Vec::new();
-        let mut cmdline = config.cmdline.clone();
+        let mut acpi_devices = vec![DsdtDevice::Serial {
+            port: COM1_BASE as u16,
+            gsi: SERIAL_GSI,
+        }];
         for device in virtio_devices::create(config)? {
             let index = transports.len();
             let gsi = *VIRTIO_GSIS
@@ -166,8 +169,12 @@ impl Zone {
             let transport = Arc::new(Mutex::new(transport));
             mmio.insert(transport.clone(), base, VIRTIO_MMIO_SIZE)?;
             transports.push(transport);
-            // Declared on the command line (drivers/virtio/virtio_mmio.c, "virtio_mmio.device").
-            cmdline.push_str(&format!(" virtio_mmio.device=4K@{base:#x}:{gsi}"));
+            // Declared in the DSDT, where the kernel maps the GSI to an IRQ it can request.
+            acpi_devices.push(DsdtDevice::VirtioMmio {
+                base: base as u32,
+                len: VIRTIO_MMIO_SIZE as u32,
+                gsi,
+            });
         }
 
         let entry = boot::load(
@@ -175,13 +182,14 @@ impl Zone {
             mem_size,
             &config.kernel,
             config.initrd.as_deref(),
-            &cmdline,
+            &config.cmdline,
         )?;
         write_tables(
             &memory,
             GuestAddress(RSDP_ADDR),
             GuestAddress(TABLES_ADDR),
             config.vcpus,
+            &acpi_devices,
         )?;
         let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
         for index in 0..config.vcpus {

@@ -4,6 +4,7 @@ use super::ZoneError;
 use crate::config::ZoneConfig;
 use crate::devices::virtio::block::{Block, BlockConfig};
 use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::vsock::Vsock;
 use crate::devices::virtio::VirtioDevice;
 
 /// The zone's virtio devices in the order the guest sees them: disks first (the first disk is
@@ -20,6 +21,14 @@ pub fn create(config: &ZoneConfig) -> Result<Vec<Box<dyn VirtioDevice>>, ZoneErr
             source: Box::new(e),
         })?;
         devices.push(Box::new(block));
+    }
+    if let Some(vsock) = &config.vsock {
+        let device =
+            Vsock::new(vsock.guest_cid, vsock.socket.clone()).map_err(|e| ZoneError::Device {
+                what: format!("vsock socket {}", vsock.socket.display()),
+                source: Box::new(e),
+            })?;
+        devices.push(Box::new(device));
     }
     let rng = Rng::new().map_err(|e| ZoneError::Device {
         what: "entropy source".into(),

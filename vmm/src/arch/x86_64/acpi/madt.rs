@@ -10,6 +10,11 @@
 //!   first id no local APIC uses;
 //! - an Interrupt Source Override (§5.2.12.5) of ISA IRQ 0 to GSI 2: KVM's in-kernel PIT
 //!   drives I/O APIC pin 2, as on PC chipsets;
+//! - identity Interrupt Source Overrides, edge-triggered and active high, for ISA IRQs 1 and
+//!   3-15, where the serial port and the virtio-mmio devices interrupt. In HW-reduced mode
+//!   Linux has no legacy PIC, so it maps no ISA IRQ by default (`mp_config_acpi_legacy_irqs`
+//!   loops over zero legacy IRQs) and `request_irq` on a device's IRQ would fail with EINVAL;
+//!   an override gives each pin an `mp_irqs` entry, and `setup_IO_APIC_irqs` allocates it;
 //! - a Local APIC NMI (§5.2.12.7) on LINT1 for all processors.
 //!
 //! Flags has PCAT_COMPAT set: KVM's in-kernel irqchip really contains a dual 8259 next to the
@@ -47,6 +52,10 @@ const BUS_ISA: u8 = 0;
 /// The PIT's ISA IRQ and the I/O APIC pin it is wired to.
 const PIT_IRQ: u8 = 0;
 const PIT_GSI: u32 = 2;
+/// MPS INTI flags: active high (bits 1:0 = 01), edge-triggered (bits 3:2 = 01).
+const INTI_EDGE_HIGH: u16 = 0b0101;
+/// ISA IRQs mapped one to one onto I/O APIC pins: all but the PIT's 0 and the cascade's 2.
+const ISA_IDENTITY_IRQS: [u8; 14] = [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 /// The local APIC input NMI is wired to.
 const NMI_LINT: u8 = 1;
 
@@ -75,6 +84,14 @@ pub fn madt(vcpus: u8) -> Result<Vec<u8>, SdtError> {
         .u8(PIT_IRQ) // Source
         .u32(PIT_GSI) // Global System Interrupt
         .u16(INTI_CONFORMS);
+    for irq in ISA_IDENTITY_IRQS {
+        t.u8(TYPE_INTERRUPT_SOURCE_OVERRIDE)
+            .u8(LEN_INTERRUPT_SOURCE_OVERRIDE)
+            .u8(BUS_ISA)
+            .u8(irq)
+            .u32(u32::from(irq))
+            .u16(INTI_EDGE_HIGH);
+    }
     t.u8(TYPE_LOCAL_APIC_NMI)
         .u8(LEN_LOCAL_APIC_NMI)
         .u8(ALL_PROCESSORS)
@@ -153,6 +170,19 @@ mod tests {
         assert_eq!((iso[2], iso[3]), (0, 0), "ISA IRQ 0");
         assert_eq!(u32_at(iso, 4), 2, "GSI 2");
         assert_eq!(u16_at(iso, 8), 0);
+        let identity: Vec<_> = all
+            .iter()
+            .filter(|(ty, b)| *ty == 2 && b[3] != 0)
+            .map(|(_, b)| (b[3], u32_at(b, 4), u16_at(b, 8)))
+            .collect();
+        assert_eq!(identity.len(), 14);
+        assert!(identity
+            .iter()
+            .all(|&(irq, gsi, flags)| u32::from(irq) == gsi && flags == 5));
+        assert!(
+            identity.iter().any(|&(irq, _, _)| irq == 5),
+            "virtio's first IRQ"
+        );
         let nmi = all.iter().find(|(ty, _)| *ty == 4).expect("nmi").1;
         assert_eq!(nmi.len(), 6);
         assert_eq!(nmi[2], 0xff, "all processors");

@@ -15,6 +15,7 @@
 //! [`AcpiTables::write_to`] copies them into guest memory; [`write_tables`] does both.
 //! Addresses and ports live in [`layout`].
 
+pub mod aml;
 pub mod dsdt;
 pub mod fadt;
 pub mod layout;
@@ -25,6 +26,7 @@ pub mod xsdt;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError};
 
+pub use self::dsdt::DsdtDevice;
 use self::layout::MAX_VCPUS;
 use self::rsdp::RSDP_LEN;
 use self::sdt::SdtError;
@@ -107,6 +109,7 @@ pub fn build_tables(
     rsdp_addr: GuestAddress,
     tables_addr: GuestAddress,
     vcpus: u8,
+    devices: &[DsdtDevice],
 ) -> Result<AcpiTables, AcpiError> {
     if !(1..=MAX_VCPUS).contains(&vcpus) {
         return Err(AcpiError::InvalidVcpuCount(vcpus));
@@ -115,7 +118,7 @@ pub fn build_tables(
         return Err(AcpiError::MisalignedRsdp(rsdp_addr.0));
     }
     let mut cursor = Cursor::new(tables_addr.0)?;
-    let dsdt = cursor.place(dsdt::dsdt()?)?;
+    let dsdt = cursor.place(dsdt::dsdt(devices)?)?;
     let fadt = cursor.place(fadt::fadt(dsdt.addr.0)?)?;
     let madt = cursor.place(madt::madt(vcpus)?)?;
     let xsdt = cursor.place(xsdt::xsdt(&[fadt.addr.0, madt.addr.0])?)?;
@@ -151,8 +154,9 @@ pub fn write_tables<M: GuestMemory>(
     rsdp_addr: GuestAddress,
     tables_addr: GuestAddress,
     vcpus: u8,
+    devices: &[DsdtDevice],
 ) -> Result<(), AcpiError> {
-    build_tables(rsdp_addr, tables_addr, vcpus)?.write_to(mem)
+    build_tables(rsdp_addr, tables_addr, vcpus, devices)?.write_to(mem)
 }
 
 /// Hands out 16-byte-aligned addresses for consecutive tables.
@@ -210,7 +214,14 @@ mod tests {
     #[test]
     fn test_write_tables_default_layout_rsdp_leads_to_fadt_and_madt() {
         let mem = low_mem();
-        write_tables(&mem, GuestAddress(RSDP_ADDR), GuestAddress(TABLES_ADDR), 2).expect("write");
+        write_tables(
+            &mem,
+            GuestAddress(RSDP_ADDR),
+            GuestAddress(TABLES_ADDR),
+            2,
+            &[],
+        )
+        .expect("write");
 
         let mut rsdp = [0u8; RSDP_LEN];
         mem.read_slice(&mut rsdp, GuestAddress(RSDP_ADDR))
@@ -241,10 +252,21 @@ mod tests {
 
     #[test]
     fn test_build_tables_default_layout_fits_bios_area_without_overlap() {
+        // The largest zone: every vCPU, a serial port and ten virtio windows.
+        let mut devices = vec![DsdtDevice::Serial {
+            port: 0x3f8,
+            gsi: 4,
+        }];
+        devices.extend((0..10).map(|i| DsdtDevice::VirtioMmio {
+            base: 0xd000_0000 + i * 0x1000,
+            len: 0x1000,
+            gsi: 5 + i,
+        }));
         let t = build_tables(
             GuestAddress(RSDP_ADDR),
             GuestAddress(TABLES_ADDR),
             MAX_VCPUS,
+            &devices,
         )
         .expect("build");
         let all = t.tables();
@@ -260,7 +282,7 @@ mod tests {
     #[test]
     fn test_build_tables_zero_or_255_vcpus_rejected() {
         for n in [0u8, 255] {
-            let err = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(TABLES_ADDR), n)
+            let err = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(TABLES_ADDR), n, &[])
                 .expect_err("invalid count accepted");
             assert!(matches!(err, AcpiError::InvalidVcpuCount(v) if v == n));
         }
@@ -268,21 +290,26 @@ mod tests {
 
     #[test]
     fn test_build_tables_misaligned_rsdp_rejected() {
-        let err = build_tables(GuestAddress(RSDP_ADDR + 8), GuestAddress(TABLES_ADDR), 1)
-            .expect_err("misaligned");
+        let err = build_tables(
+            GuestAddress(RSDP_ADDR + 8),
+            GuestAddress(TABLES_ADDR),
+            1,
+            &[],
+        )
+        .expect_err("misaligned");
         assert!(matches!(err, AcpiError::MisalignedRsdp(_)));
     }
 
     #[test]
     fn test_build_tables_tables_over_rsdp_rejected() {
-        let err =
-            build_tables(GuestAddress(RSDP_ADDR), GuestAddress(RSDP_ADDR), 1).expect_err("overlap");
+        let err = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(RSDP_ADDR), 1, &[])
+            .expect_err("overlap");
         assert!(matches!(err, AcpiError::Overlap { .. }));
     }
 
     #[test]
     fn test_build_tables_near_address_space_end_overflow_rejected() {
-        let err = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(u64::MAX - 64), 1)
+        let err = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(u64::MAX - 64), 1, &[])
             .expect_err("overflow");
         assert!(matches!(err, AcpiError::AddressOverflow(_)));
     }
@@ -290,8 +317,14 @@ mod tests {
     #[test]
     fn test_write_tables_outside_guest_memory_error() {
         let mem = low_mem();
-        let err = write_tables(&mem, GuestAddress(RSDP_ADDR), GuestAddress(0x20_0000), 1)
-            .expect_err("write outside memory");
+        let err = write_tables(
+            &mem,
+            GuestAddress(RSDP_ADDR),
+            GuestAddress(0x20_0000),
+            1,
+            &[],
+        )
+        .expect_err("write outside memory");
         assert!(matches!(err, AcpiError::GuestMemory { .. }));
     }
 
@@ -301,7 +334,8 @@ mod tests {
     #[ignore = "writes files; run by hand to disassemble the tables with iasl"]
     fn test_dump_tables_to_env_dir_writes_files() {
         let dir = std::env::var("ZONES_ACPI_DUMP_DIR").expect("ZONES_ACPI_DUMP_DIR");
-        let t = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(TABLES_ADDR), 4).expect("build");
+        let t = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(TABLES_ADDR), 4, &[])
+            .expect("build");
         for (name, table) in [
             ("rsdp", &t.rsdp),
             ("xsdt", &t.xsdt),
