@@ -6,7 +6,7 @@ use clap::Parser;
 use zone_vmm::cli::Cli;
 use zone_vmm::config::{RawConfig, ZoneConfig};
 use zone_vmm::hypervisor::host_is_pvm;
-use zone_vmm::zone::{Zone, ZoneExit};
+use zone_vmm::zone::{install_signal_handlers, Zone, ZoneExit};
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, started: Instant) -> anyhow::Result<ZoneExit> {
+    let stop = install_signal_handlers()?;
     let file = match &cli.config {
         Some(path) => RawConfig::from_file(path)?,
         None => RawConfig::default(),
@@ -52,5 +53,5 @@ fn run(cli: Cli, started: Instant) -> anyhow::Result<ZoneExit> {
         );
     }
     let zone = Zone::build(&config, started).context("cannot build the zone")?;
-    Ok(zone.run()?)
+    Ok(zone.run(&stop)?)
 }

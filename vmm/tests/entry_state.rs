@@ -118,7 +118,10 @@ fn test_entry_state_matches_64bit_boot_protocol() {
     assert_eq!(hex(&r, "E820_ENTRIES"), 2);
     assert_eq!(hex(&r, "CMDLINE_PTR"), 0x2_0000);
     // Devices are declared in ACPI, so the command line arrives exactly as given.
-    assert_eq!(r.get("CMDLINE").map(String::as_str), Some("zone test=entry"));
+    assert_eq!(
+        r.get("CMDLINE").map(String::as_str),
+        Some("zone test=entry")
+    );
 }
 
 #[test]
@@ -229,4 +232,82 @@ fn test_bad_inputs_fail_with_clear_errors() {
         4,
         "nothing created besides the test's own files: {left:?}"
     );
+}
+
+/// Waits up to 10 s for `path` to appear.
+fn wait_for(path: &Path) -> bool {
+    for _ in 0..1000 {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn test_failed_start_and_sigterm_leave_no_socket_behind() {
+    require_kvm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("vsock.sock");
+
+    // The vsock device is created before the kernel is loaded: a bad kernel must undo it.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"not a kernel").expect("write");
+    let out = vmm()
+        .arg("--kernel")
+        .arg(&junk)
+        .arg("--vsock")
+        .arg(&socket)
+        .output()
+        .expect("run zone-vmm");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!socket.exists(), "socket left after a failed start");
+
+    // A guest that halts forever; SIGTERM stops the zone and removes the socket.
+    let src = dir.path().join("halt.S");
+    std::fs::write(
+        &src,
+        ".code64\n.globl _start\n_start: cli\n1: hlt\njmp 1b\n",
+    )
+    .expect("write");
+    let obj = dir.path().join("halt.o");
+    let elf = dir.path().join("halt.elf");
+    assert!(Command::new("as")
+        .arg("--64")
+        .arg("-o")
+        .arg(&obj)
+        .arg(&src)
+        .status()
+        .expect("as")
+        .success());
+    assert!(Command::new("ld")
+        .args([
+            "-nostdlib",
+            "-static",
+            "-N",
+            "-Ttext=0x100000",
+            "-e",
+            "_start",
+            "-o"
+        ])
+        .arg(&elf)
+        .arg(&obj)
+        .status()
+        .expect("ld")
+        .success());
+    let mut child = vmm()
+        .arg("--kernel")
+        .arg(&elf)
+        .arg("--vsock")
+        .arg(&socket)
+        .args(["--cpus", "2", "--no-console"])
+        .spawn()
+        .expect("spawn zone-vmm");
+    assert!(wait_for(&socket), "the VMM never created its vsock socket");
+    // SAFETY: kill(2) on our own child's pid has no memory-safety requirements.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "stopped by SIGTERM");
+    assert!(!socket.exists(), "socket left after SIGTERM");
 }

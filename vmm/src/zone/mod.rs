@@ -81,6 +81,18 @@ pub enum ZoneError {
     Thread(#[source] std::io::Error),
 }
 
+/// Readable once SIGTERM, SIGINT or SIGHUP arrived.
+#[derive(Debug)]
+pub struct StopSignal(EventFd);
+
+/// Routes stop signals to a [`StopSignal`] and installs the vCPU kick handler. Call it first
+/// thing, so that a stop during start-up still ends in an orderly clean-up.
+pub fn install_signal_handlers() -> Result<StopSignal, ZoneError> {
+    let evt = EventFd::new(EFD_NONBLOCK).map_err(ZoneError::Event)?;
+    signals::install(&evt).map_err(ZoneError::Signals)?;
+    Ok(StopSignal(evt))
+}
+
 /// A built zone, ready to run.
 #[derive(Debug)]
 pub struct Zone {

@@ -7,11 +7,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
 use super::exit::{ExitSignal, ZoneExit};
-use super::{signals, Zone, ZoneError};
+use super::{signals, StopSignal, Zone, ZoneError};
 use crate::devices::bus::Bus;
 use crate::devices::power::PowerEvent;
 use crate::hypervisor::{Vcpu, VcpuExit};
@@ -27,10 +27,10 @@ struct VcpuContext {
 }
 
 impl Zone {
-    /// Runs the zone until it ends; returns why it ended.
-    pub fn run(mut self) -> Result<ZoneExit, ZoneError> {
-        let stop_evt = EventFd::new(EFD_NONBLOCK).map_err(ZoneError::Event)?;
-        signals::install(&stop_evt).map_err(ZoneError::Signals)?;
+    /// Runs the zone until it ends; returns why it ended. `stop` comes from
+    /// [`super::install_signal_handlers`], called before anything was created.
+    pub fn run(mut self, stop: &StopSignal) -> Result<ZoneExit, ZoneError> {
+        let stop_evt = &stop.0;
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -57,7 +57,7 @@ impl Zone {
             }
         }
 
-        let reason = self.wait_for_exit(&stop_evt);
+        let reason = self.wait_for_exit(stop_evt);
         stop_vcpus(&stop, threads);
         for transport in &self.transports {
             transport
