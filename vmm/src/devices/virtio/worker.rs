@@ -50,6 +50,39 @@ impl Drop for Worker {
     }
 }
 
+/// The event loop of a device with one queue: calls `drain` once (the driver may have queued
+/// work before activation) and again after every notification, until `stop` is readable.
+pub fn serve_queue(queue_evt: &EventFd, stop: &EventFd, mut drain: impl FnMut()) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+    const QUEUE: u64 = 0;
+    const STOP: u64 = 1;
+
+    let epoll = Epoll::new()?;
+    for (fd, token) in [(queue_evt.as_raw_fd(), QUEUE), (stop.as_raw_fd(), STOP)] {
+        epoll.ctl(
+            ControlOperation::Add,
+            fd,
+            EpollEvent::new(EventSet::IN, token),
+        )?;
+    }
+    drain();
+    let mut events = [EpollEvent::default(); 2];
+    loop {
+        let n = match epoll.wait(-1, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if events[..n].iter().any(|e| e.data() == STOP) {
+            return Ok(());
+        }
+        // Reading resets the counter; a failure (spurious wake-up) only means no new kick.
+        let _ = queue_evt.read();
+        drain();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,8 +95,6 @@ pub enum BlockError {
     AddUsed(#[source] virtio_queue::Error),
     #[error("cannot raise the queue interrupt")]
     Notify(#[source] io::Error),
-    #[error("cannot poll the queue events")]
-    Epoll(#[source] io::Error),
 }
 
 impl BlockError {

@@ -1,21 +1,18 @@
 //! The virtio-rng request queue, served on the device's worker thread.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::io::Read;
 use std::sync::Arc;
 
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestMemory, GuestMemoryError};
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{RngError, MAX_FILL_BYTES};
+use crate::devices::virtio::worker::serve_queue;
 use crate::devices::virtio::{GuestMemory as GuestMem, VirtioInterrupt};
 
-const QUEUE_TOKEN: u64 = 0;
-const STOP_TOKEN: u64 = 1;
 /// Random bytes are read from the source and copied to the guest in pieces of this size.
 const CHUNK: usize = 4096;
 
@@ -51,40 +48,8 @@ impl RngHandler {
 
     /// Serves the queue until `stop` becomes readable.
     pub(super) fn run(mut self, queue_evt: EventFd, stop: EventFd) {
-        if let Err(e) = self.event_loop(&queue_evt, &stop) {
+        if let Err(e) = serve_queue(&queue_evt, &stop, || self.drain()) {
             tracing::error!(error = %e, "virtio-rng worker stopped");
-        }
-    }
-
-    fn event_loop(&mut self, queue_evt: &EventFd, stop: &EventFd) -> Result<(), RngError> {
-        let epoll = Epoll::new().map_err(RngError::Epoll)?;
-        for (fd, token) in [
-            (queue_evt.as_raw_fd(), QUEUE_TOKEN),
-            (stop.as_raw_fd(), STOP_TOKEN),
-        ] {
-            epoll
-                .ctl(
-                    ControlOperation::Add,
-                    fd,
-                    EpollEvent::new(EventSet::IN, token),
-                )
-                .map_err(RngError::Epoll)?;
-        }
-        // The driver may have posted buffers before the device was activated.
-        self.drain();
-        let mut events = [EpollEvent::default(); 2];
-        loop {
-            let n = match epoll.wait(-1, &mut events) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(RngError::Epoll(e)),
-            };
-            if events[..n].iter().any(|e| e.data() == STOP_TOKEN) {
-                return Ok(());
-            }
-            // Reading resets the counter; a failure (spurious wake-up) only means no new kick.
-            let _ = queue_evt.read();
-            self.drain();
         }
     }
 

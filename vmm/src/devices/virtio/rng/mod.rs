@@ -30,8 +30,6 @@ pub enum RngError {
     AddUsed(#[source] virtio_queue::Error),
     #[error("cannot raise the queue interrupt")]
     Notify(#[source] io::Error),
-    #[error("cannot poll the queue events")]
-    Epoll(#[source] io::Error),
 }
 
 impl RngError {
