@@ -46,6 +46,38 @@ pub struct Activation {
     pub interrupt: Arc<VirtioInterrupt>,
 }
 
+/// The parts of an [`Activation`] for a device with exactly one queue.
+#[derive(Debug)]
+pub struct SingleQueue {
+    pub mem: GuestMemory,
+    pub queue: Queue,
+    pub queue_evt: EventFd,
+    pub interrupt: Arc<VirtioInterrupt>,
+}
+
+impl Activation {
+    /// Splits out the one queue of a single-queue device; fails if the driver set up another
+    /// number of queues.
+    pub fn into_single_queue(self) -> Result<SingleQueue, ActivateError> {
+        let actual = self.queues.len().max(self.queue_events.len());
+        match (
+            <[_; 1]>::try_from(self.queues),
+            <[_; 1]>::try_from(self.queue_events),
+        ) {
+            (Ok([queue]), Ok([queue_evt])) => Ok(SingleQueue {
+                mem: self.mem,
+                queue,
+                queue_evt,
+                interrupt: self.interrupt,
+            }),
+            _ => Err(ActivateError::QueueCount {
+                expected: 1,
+                actual,
+            }),
+        }
+    }
+}
+
 /// Why a device could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {

@@ -13,7 +13,8 @@ use super::handler::BlockHandler;
 use super::{BlockError, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
 use crate::devices::virtio::worker::Worker;
 use crate::devices::virtio::{
-    read_config_bytes, ActivateError, Activation, VirtioDevice, TYPE_BLOCK, VIRTIO_F_VERSION_1,
+    read_config_bytes, ActivateError, Activation, SingleQueue, VirtioDevice, TYPE_BLOCK,
+    VIRTIO_F_VERSION_1,
 };
 
 /// Bytes of `struct virtio_blk_config` we fill: capacity, size_max, seg_max, geometry, blk_size.
@@ -103,26 +104,12 @@ impl VirtioDevice for Block {
     }
 
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
-        let Activation {
+        let SingleQueue {
             mem,
-            queues,
-            queue_events,
+            queue,
+            queue_evt,
             interrupt,
-            ..
-        } = activation;
-        let actual = if queues.len() == 1 {
-            queue_events.len()
-        } else {
-            queues.len()
-        };
-        let (Ok([queue]), Ok([queue_evt])) =
-            (<[_; 1]>::try_from(queues), <[_; 1]>::try_from(queue_events))
-        else {
-            return Err(ActivateError::QueueCount {
-                expected: 1,
-                actual,
-            });
-        };
+        } = activation.into_single_queue()?;
         self.stop_worker();
         let handler = BlockHandler::new(mem, queue, Arc::clone(&self.disk), interrupt);
         let worker = Worker::spawn("virtio-blk", move |stop| handler.run(queue_evt, stop))

@@ -7,7 +7,7 @@ use super::handler::RngHandler;
 use super::{RngError, ENTROPY_SOURCE, QUEUE_SIZE};
 use crate::devices::virtio::worker::Worker;
 use crate::devices::virtio::{
-    ActivateError, Activation, VirtioDevice, TYPE_RNG, VIRTIO_F_VERSION_1,
+    ActivateError, Activation, SingleQueue, VirtioDevice, TYPE_RNG, VIRTIO_F_VERSION_1,
 };
 
 /// An entropy device fed by the host's `/dev/urandom`.
@@ -53,26 +53,12 @@ impl VirtioDevice for Rng {
     }
 
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
-        let Activation {
+        let SingleQueue {
             mem,
-            queues,
-            queue_events,
+            queue,
+            queue_evt,
             interrupt,
-            ..
-        } = activation;
-        let actual = if queues.len() == 1 {
-            queue_events.len()
-        } else {
-            queues.len()
-        };
-        let (Ok([queue]), Ok([queue_evt])) =
-            (<[_; 1]>::try_from(queues), <[_; 1]>::try_from(queue_events))
-        else {
-            return Err(ActivateError::QueueCount {
-                expected: 1,
-                actual,
-            });
-        };
+        } = activation.into_single_queue()?;
         self.stop_worker();
         let handler = RngHandler::new(mem, queue, Arc::clone(&self.source), interrupt);
         let worker = Worker::spawn("virtio-rng", move |stop| handler.run(queue_evt, stop))
