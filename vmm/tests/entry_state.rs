@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Assembles and links the guest into an ELF64 entered at 0x100000.
-fn build_guest(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/entry_state.S");
-    let obj = dir.join("entry_state.o");
-    let elf = dir.join("entry_state.elf");
+/// Assembles and links `src` into an ELF64 entered at 0x100000.
+fn assemble(dir: &Path, src: &Path) -> PathBuf {
+    let stem = src.file_stem().expect("source name");
+    let obj = dir.join(stem).with_extension("o");
+    let elf = dir.join(stem).with_extension("elf");
     let run = |cmd: &mut Command| {
         let out = cmd.output().unwrap_or_else(|e| {
             panic!("cannot run {cmd:?} ({e}); the tier-2 tests need binutils: run hack/setup")
@@ -20,7 +20,7 @@ fn build_guest(dir: &Path) -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(Command::new("as").arg("--64").arg("-o").arg(&obj).arg(&src));
+    run(Command::new("as").arg("--64").arg("-o").arg(&obj).arg(src));
     run(Command::new("ld")
         .args([
             "-nostdlib",
@@ -34,6 +34,14 @@ fn build_guest(dir: &Path) -> PathBuf {
         .arg(&elf)
         .arg(&obj));
     elf
+}
+
+/// The guest that reports its entry state.
+fn build_guest(dir: &Path) -> PathBuf {
+    assemble(
+        dir,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/entry_state.S"),
+    )
 }
 
 fn require_kvm() {
@@ -271,31 +279,7 @@ fn test_failed_start_and_sigterm_leave_no_socket_behind() {
         ".code64\n.globl _start\n_start: cli\n1: hlt\njmp 1b\n",
     )
     .expect("write");
-    let obj = dir.path().join("halt.o");
-    let elf = dir.path().join("halt.elf");
-    assert!(Command::new("as")
-        .arg("--64")
-        .arg("-o")
-        .arg(&obj)
-        .arg(&src)
-        .status()
-        .expect("as")
-        .success());
-    assert!(Command::new("ld")
-        .args([
-            "-nostdlib",
-            "-static",
-            "-N",
-            "-Ttext=0x100000",
-            "-e",
-            "_start",
-            "-o"
-        ])
-        .arg(&elf)
-        .arg(&obj)
-        .status()
-        .expect("ld")
-        .success());
+    let elf = assemble(dir.path(), &src);
     let mut child = vmm()
         .arg("--kernel")
         .arg(&elf)
