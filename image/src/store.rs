@@ -122,6 +122,11 @@ impl Store {
         self.blob_dir().join(digest.hex())
     }
 
+    /// Whether no import is staged (for tests and health checks).
+    pub fn tmp_is_empty(&self) -> bool {
+        fs::read_dir(self.tmp_dir()).is_ok_and(|mut d| d.next().is_none())
+    }
+
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }

@@ -38,6 +38,12 @@ pub enum ImportError {
     Archive(#[source] io::Error),
     #[error("the archive is truncated (entry {entry:?} ends early); re-create or re-copy it")]
     Truncated { entry: String },
+    #[error("the archive is truncated or corrupt after member {after:?}; re-create or re-copy it")]
+    ArchiveEntry {
+        after: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("the image lacks {what} ({path})")]
     Missing { what: String, path: String },
     #[error("{what} does not match its digest: expected {expected}, content hashes to {actual}")]

@@ -92,9 +92,14 @@ impl ArchiveSource {
             files: HashMap::new(),
             links: HashMap::new(),
         };
+        let mut last = String::from("(start)");
         for (n, entry) in archive.entries().map_err(ImportError::Archive)?.enumerate() {
-            let mut entry = entry.map_err(ImportError::Archive)?;
+            let mut entry = entry.map_err(|source| ImportError::ArchiveEntry {
+                after: last.clone(),
+                source,
+            })?;
             let raw = entry.path_bytes().into_owned();
+            last = String::from_utf8_lossy(&raw).into_owned();
             let Some(name) = normalise(&raw) else {
                 tracing::warn!(entry = %String::from_utf8_lossy(&raw), "ignoring archive member outside the archive");
                 continue;
@@ -102,7 +107,12 @@ impl ArchiveSource {
             match entry.header().entry_type() {
                 EntryType::Regular | EntryType::Continuous => {
                     let (mut file, stored) = staging.input_file(n)?;
-                    let copied = io::copy(&mut entry, &mut file).map_err(ImportError::Archive)?;
+                    let copied = io::copy(&mut entry, &mut file).map_err(|source| {
+                        ImportError::ArchiveEntry {
+                            after: name.clone(),
+                            source,
+                        }
+                    })?;
                     if copied != entry.size() {
                         return Err(ImportError::Truncated { entry: name });
                     }
