@@ -86,14 +86,20 @@ mod tests {
     #[test]
     fn test_layer_compression_known_types_mapped() {
         assert_eq!(layer_compression(OCI_LAYER_ZSTD), Some(Compression::Zstd));
-        assert_eq!(layer_compression(DOCKER_LAYER_GZIP), Some(Compression::Gzip));
+        assert_eq!(
+            layer_compression(DOCKER_LAYER_GZIP),
+            Some(Compression::Gzip)
+        );
         assert_eq!(layer_compression("application/x-bogus"), None);
     }
 
     #[test]
     fn test_sniff_compression_magic_detected() {
         assert_eq!(sniff_compression(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(sniff_compression(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            sniff_compression(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(sniff_compression(b"etc/"), Compression::None);
     }
 }

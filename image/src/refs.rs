@@ -96,6 +96,10 @@ mod tests {
 
         let loaded = Refs::load(&path).unwrap();
         assert_eq!(loaded.refs, refs.refs);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

@@ -38,7 +38,9 @@ pub enum RootfsError {
     MediaType(String),
     #[error("cannot verify layer blob")]
     Hash(#[from] DigestError),
-    #[error("layer blob {expected} in the store is corrupt (hashes to {actual}); re-import the image")]
+    #[error(
+        "layer blob {expected} in the store is corrupt (hashes to {actual}); re-import the image"
+    )]
     Corrupt { expected: Digest, actual: Digest },
     #[error("layer {digest} is rejected")]
     Layer {
@@ -146,7 +148,14 @@ fn mkfs(tree: &Path, out: &Path, size: u64, inodes: u64) -> Result<(), RootfsErr
     let output = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-d"])
         .arg(tree)
-        .args(["-L", "rootfs", "-O", "^has_journal", "-N", &inodes.to_string()])
+        .args([
+            "-L",
+            "rootfs",
+            "-O",
+            "^has_journal",
+            "-N",
+            &inodes.to_string(),
+        ])
         .arg(out)
         .arg(format!("{}k", size / 1024))
         .output()

@@ -189,7 +189,9 @@ impl Store {
                 return Ok(image);
             }
         }
-        let prefix = name_or_digest.strip_prefix("sha256:").unwrap_or(name_or_digest);
+        let prefix = name_or_digest
+            .strip_prefix("sha256:")
+            .unwrap_or(name_or_digest);
         let is_hex = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit());
         if !is_hex {
             return Err(StoreError::NotFound(name_or_digest.to_string()));

@@ -1,6 +1,9 @@
 //! Importing images into the store: each format round-trips; every bad input is refused with a
 //! message naming the problem and leaves the store's files exactly as they were.
 
+// Test helpers outside #[test] fns: panicking on failure is the point.
+#![allow(clippy::unwrap_used)]
+
 mod fixture;
 
 use std::fs;
@@ -25,7 +28,10 @@ fn check_imported(store: &Store, name: &str) {
     assert_eq!(details.config.env, ["PATH=/bin"]);
     assert_eq!(details.config.working_dir, "/");
     assert_eq!(details.digest, list[0].digest);
-    assert_eq!(store.inspect(&list[0].digest.hex()[..8]).unwrap().digest, list[0].digest);
+    assert_eq!(
+        store.inspect(&list[0].digest.hex()[..8]).unwrap().digest,
+        list[0].digest
+    );
 }
 
 /// Imports `path`, expects a failure whose message (with sources) contains `needle`, and
@@ -41,7 +47,11 @@ fn rejected(path: &Path, needle: &str) -> ImportError {
         source = s.source();
     }
     assert!(message.contains(needle), "{message:?} lacks {needle:?}");
-    assert_eq!(tree(store.root()), before, "store changed by a rejected import");
+    assert_eq!(
+        tree(store.root()),
+        before,
+        "store changed by a rejected import"
+    );
     assert!(store.list().unwrap().is_empty());
     err
 }
@@ -100,8 +110,14 @@ fn test_import_docker_archive_round_trips() {
     check_imported(&store, "dock:latest");
     let details = store.inspect("dock").unwrap();
     assert_eq!(details.manifest.layers.len(), 2);
-    assert_eq!(details.layers[0].media_type, zone_image::media::OCI_LAYER_GZIP);
-    assert_eq!(details.layers[1].media_type, zone_image::media::OCI_LAYER_TAR);
+    assert_eq!(
+        details.layers[0].media_type,
+        zone_image::media::OCI_LAYER_GZIP
+    );
+    assert_eq!(
+        details.layers[1].media_type,
+        zone_image::media::OCI_LAYER_TAR
+    );
 }
 
 #[test]
@@ -120,7 +136,10 @@ fn test_import_absolute_entry_rejected() {
 #[test]
 fn test_import_write_through_symlink_rejected() {
     let src = hostile_dir(&[E::Symlink("link", "/"), E::File("link/etc/x", b"x", 0o644)]);
-    rejected(src.path(), "\"link/etc/x\" would be written through the symlink \"link\"");
+    rejected(
+        src.path(),
+        "\"link/etc/x\" would be written through the symlink \"link\"",
+    );
 }
 
 #[test]
@@ -150,7 +169,10 @@ fn test_import_whiteout_through_symlink_rejected() {
         plain(layer(&[E::File("link/.wh.passwd", b"", 0o644)])),
     ];
     oci_dir(dir.path(), "x:latest", &layers);
-    rejected(dir.path(), "\"link/.wh.passwd\" would be written through the symlink \"link\"");
+    rejected(
+        dir.path(),
+        "\"link/.wh.passwd\" would be written through the symlink \"link\"",
+    );
 }
 
 #[test]
@@ -158,7 +180,10 @@ fn test_import_tampered_blob_rejected() {
     let src = tempfile::tempdir().unwrap();
     let layers = base_layers();
     oci_dir(src.path(), "t:latest", &layers);
-    let blob = src.path().join("blobs/sha256").join(zone_image::Digest::of_bytes(&layers[0].blob).hex());
+    let blob = src
+        .path()
+        .join("blobs/sha256")
+        .join(zone_image::Digest::of_bytes(&layers[0].blob).hex());
     let mut bytes = fs::read(&blob).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
@@ -172,7 +197,10 @@ fn test_import_wrong_size_rejected() {
     let src = tempfile::tempdir().unwrap();
     let layers = base_layers();
     oci_dir(src.path(), "t:latest", &layers);
-    let blob = src.path().join("blobs/sha256").join(zone_image::Digest::of_bytes(&layers[0].blob).hex());
+    let blob = src
+        .path()
+        .join("blobs/sha256")
+        .join(zone_image::Digest::of_bytes(&layers[0].blob).hex());
     let mut bytes = fs::read(&blob).unwrap();
     bytes.extend_from_slice(b"more");
     fs::write(&blob, &bytes).unwrap();
@@ -187,7 +215,10 @@ fn test_import_unknown_media_type_rejected() {
     layers[0].media_type = "application/x-bogus-layer".into();
     oci_dir(src.path(), "u:latest", &layers);
 
-    rejected(src.path(), "unsupported media type \"application/x-bogus-layer\"");
+    rejected(
+        src.path(),
+        "unsupported media type \"application/x-bogus-layer\"",
+    );
 }
 
 #[test]
@@ -216,16 +247,27 @@ fn test_import_missing_blob_rejected() {
 #[test]
 fn test_import_no_linux_amd64_rejected() {
     let src = tempfile::tempdir().unwrap();
-    oci_dir_multi(src.path(), &[("linux", "arm64"), ("windows", "amd64")], &base_layers());
+    oci_dir_multi(
+        src.path(),
+        &[("linux", "arm64"), ("windows", "amd64")],
+        &base_layers(),
+    );
 
-    rejected(src.path(), "no linux/amd64 image (it has: linux/arm64, windows/amd64)");
+    rejected(
+        src.path(),
+        "no linux/amd64 image (it has: linux/arm64, windows/amd64)",
+    );
 }
 
 #[test]
 fn test_import_multi_platform_picks_amd64() {
     let (_dir, store) = store();
     let src = tempfile::tempdir().unwrap();
-    oci_dir_multi(src.path(), &[("linux", "arm64"), ("linux", "amd64")], &base_layers());
+    oci_dir_multi(
+        src.path(),
+        &[("linux", "arm64"), ("linux", "amd64")],
+        &base_layers(),
+    );
 
     let image = store.import(src.path(), None).unwrap();
 
@@ -260,7 +302,10 @@ fn test_remove_unreferenced_blobs_collected() {
 
     let deleted = store.remove("b").unwrap();
 
-    assert_eq!(deleted, 3, "b's manifest, config and own layer; the shared layer stays");
+    assert_eq!(
+        deleted, 3,
+        "b's manifest, config and own layer; the shared layer stays"
+    );
     assert_eq!(tree(store.root()), only_a);
     store.remove("a:latest").unwrap();
     assert_eq!(fs::read_dir(store.blob_dir()).unwrap().count(), 0);

@@ -1,6 +1,9 @@
 //! Building ext4 root filesystems: whiteouts and opaque directories across layers, the cache,
 //! and hostile layers that reached the store anyway.
 
+// Test helpers outside #[test] fns: panicking on failure is the point.
+#![allow(clippy::unwrap_used)]
+
 mod fixture;
 
 use std::fs;
@@ -67,14 +70,27 @@ fn test_apply_layers_whiteout_and_opaque_applied() {
     rootfs::apply_layers(&store, &manifest, &tree).unwrap();
 
     assert_eq!(names(&tree.join("etc")), ["keep"]);
-    assert_eq!(names(&tree.join("opq")), ["new"], "opaque hides lower entries only");
+    assert_eq!(
+        names(&tree.join("opq")),
+        ["new"],
+        "opaque hides lower entries only"
+    );
     let tool = fs::metadata(tree.join("bin/tool")).unwrap();
     assert_eq!(tool.mode() & 0o7777, 0o4755);
     assert_eq!((tool.uid(), tool.gid()), (1000, 1000));
     assert_eq!(tool.nlink(), 2, "hard link kept");
-    assert_eq!(fs::read_link(tree.join("bin/sh")).unwrap(), Path::new("tool"));
-    assert_eq!(fs::metadata(tree.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
-    assert_eq!(fs::metadata(tree.join("opq/new")).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(
+        fs::read_link(tree.join("bin/sh")).unwrap(),
+        Path::new("tool")
+    );
+    assert_eq!(
+        fs::metadata(tree.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
+    );
+    assert_eq!(
+        fs::metadata(tree.join("opq/new")).unwrap().mode() & 0o7777,
+        0o600
+    );
 }
 
 #[test]
@@ -89,10 +105,16 @@ fn test_build_ext4_content_matches_layers() {
     let etc = debugfs_ls(&image, "/etc");
     assert!(etc.contains("keep") && !etc.contains("gone"), "{etc}");
     let opq = debugfs_ls(&image, "/opq");
-    assert!(opq.contains("new") && !opq.contains("old") && !opq.contains("sub"), "{opq}");
+    assert!(
+        opq.contains("new") && !opq.contains("old") && !opq.contains("sub"),
+        "{opq}"
+    );
     let bin = debugfs_ls(&image, "/bin");
     assert!(bin.contains("104755") && bin.contains("1000"), "{bin}");
-    assert_eq!(names(&dir.path().join("rootfs")), [image.file_name().unwrap().to_string_lossy()]);
+    assert_eq!(
+        names(&dir.path().join("rootfs")),
+        [image.file_name().unwrap().to_string_lossy()]
+    );
 }
 
 #[test]
@@ -131,7 +153,10 @@ fn test_build_hostile_layer_in_store_leaves_nothing() {
 
     assert!(matches!(err, RootfsError::Layer { .. }), "{err:?}");
     let source = std::error::Error::source(&err).unwrap().to_string();
-    assert!(source.contains("written through the symlink \"link\""), "{source}");
+    assert!(
+        source.contains("written through the symlink \"link\""),
+        "{source}"
+    );
     assert_eq!(names(&dir.path().join("rootfs")), Vec::<String>::new());
 }
 

@@ -10,7 +10,9 @@ use zone_image::Store;
 ///
 /// Every blob is verified and every layer checked; a bad image leaves the store unchanged.
 #[derive(Debug, Args)]
-#[command(after_help = "Example: images/test-images/build-busybox /tmp/bb && zonectl image import /tmp/bb")]
+#[command(
+    after_help = "Example: images/test-images/build-busybox /tmp/bb && zonectl image import /tmp/bb"
+)]
 pub struct ImportArgs {
     /// The OCI layout directory or archive (.tar, optionally gzip/zstd compressed).
     #[arg(value_name = "PATH")]

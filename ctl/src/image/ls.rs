@@ -83,7 +83,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("NAME            DIGEST"), "{text}");
         assert!(lines[1].contains("1.0 MiB"), "{text}");
-        assert_eq!(lines[0].find("DIGEST"), lines[1].find(images[0].digest.short()));
+        assert_eq!(
+            lines[0].find("DIGEST"),
+            lines[1].find(images[0].digest.short())
+        );
     }
 
     #[test]

@@ -78,7 +78,13 @@ mod tests {
     #[test]
     fn test_cli_image_verbs_parsed() {
         assert!(matches!(parse(&["ls"]).command, ImageCommand::Ls(_)));
-        assert!(matches!(parse(&["inspect", "busybox"]).command, ImageCommand::Inspect(_)));
-        assert!(matches!(parse(&["rm", "busybox"]).command, ImageCommand::Rm(_)));
+        assert!(matches!(
+            parse(&["inspect", "busybox"]).command,
+            ImageCommand::Inspect(_)
+        ));
+        assert!(matches!(
+            parse(&["rm", "busybox"]).command,
+            ImageCommand::Rm(_)
+        ));
     }
 }

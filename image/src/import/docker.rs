@@ -30,8 +30,10 @@ pub(super) fn stage(
     staging: &Staging,
     name: Option<&str>,
 ) -> Result<Staged, ImportError> {
-    let entries: Vec<Entry> =
-        parse_json(&source.read_all("manifest.json", "manifest.json")?, "manifest.json")?;
+    let entries: Vec<Entry> = parse_json(
+        &source.read_all("manifest.json", "manifest.json")?,
+        "manifest.json",
+    )?;
     let entry = select(&entries, name)?;
     let names = entry.repo_tags.clone().unwrap_or_default();
 
@@ -39,10 +41,11 @@ pub(super) fn stage(
     let (config_digest, config_size) =
         staging.put(&mut source.open(&config_name, "the image config")?)?;
     check_named_digest(&config_name, &config_digest, "the image config")?;
-    let config_bytes = std::fs::read(staging.blob(&config_digest)).map_err(|e| ImportError::Open {
-        path: config_name.clone(),
-        source: e,
-    })?;
+    let config_bytes =
+        std::fs::read(staging.blob(&config_digest)).map_err(|e| ImportError::Open {
+            path: config_name.clone(),
+            source: e,
+        })?;
     let config: ImageConfig = parse_json(&config_bytes, "the image config")?;
     if config.rootfs.diff_ids.len() != entry.layers.len() {
         return Err(ImportError::LayerCount {
@@ -67,7 +70,8 @@ pub(super) fn stage(
                 path: layer_name.clone(),
                 source: e,
             })?;
-            let mut stream = decompress(BufReader::new(file), compression).map_err(ImportError::Archive)?;
+            let mut stream =
+                decompress(BufReader::new(file), compression).map_err(ImportError::Archive)?;
             digest_reader(&mut stream).map_err(ImportError::Archive)?.0
         };
         if &uncompressed != diff_id {
@@ -147,7 +151,9 @@ fn check_named_digest(name: &str, actual: &Digest, what: &str) -> Result<(), Imp
     let hex = file.strip_suffix(".json").unwrap_or(file);
     let named_blob = name.starts_with("blobs/sha256/") || file.ends_with(".json");
     if named_blob && Digest::is_hex(hex) && hex != actual.hex() {
-        let expected = format!("sha256:{hex}").parse().map_err(|_| ImportError::NoName)?;
+        let expected = format!("sha256:{hex}")
+            .parse()
+            .map_err(|_| ImportError::NoName)?;
         return Err(ImportError::DigestMismatch {
             what: what.to_string(),
             expected,

@@ -24,12 +24,11 @@ pub(super) fn stage(
     let mut desc = top.clone();
     if media::is_index(&desc.media_type) {
         fetch(source, staging, &desc, "image index")?;
-        let bytes = std::fs::read(staging.blob(&desc.digest)).map_err(|source| {
-            ImportError::Open {
+        let bytes =
+            std::fs::read(staging.blob(&desc.digest)).map_err(|source| ImportError::Open {
                 path: desc.digest.to_string(),
                 source,
-            }
-        })?;
+            })?;
         let nested: Index = parse_json(&bytes, "the image index")?;
         desc = select_platform(&nested.manifests)?.clone();
     }
@@ -78,7 +77,10 @@ pub(super) fn check_media_types(
 }
 
 /// The top-level entry to import.
-fn select<'a>(entries: &'a [Descriptor], name: Option<&str>) -> Result<&'a Descriptor, ImportError> {
+fn select<'a>(
+    entries: &'a [Descriptor],
+    name: Option<&str>,
+) -> Result<&'a Descriptor, ImportError> {
     match entries {
         [] => Err(ImportError::Missing {
             what: "an image".into(),
@@ -88,7 +90,10 @@ fn select<'a>(entries: &'a [Descriptor], name: Option<&str>) -> Result<&'a Descr
         _ if entries.iter().any(|d| d.platform.is_some()) => select_platform(entries),
         _ => {
             if let Some(name) = name {
-                if let Some(found) = entries.iter().find(|d| names_of(d).iter().any(|n| n == name)) {
+                if let Some(found) = entries
+                    .iter()
+                    .find(|d| names_of(d).iter().any(|n| n == name))
+                {
                     return Ok(found);
                 }
             }

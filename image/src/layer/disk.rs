@@ -51,7 +51,8 @@ impl DiskTree {
     }
 
     fn set_mode(&self, full: &Path, mode: u32) -> Result<(), LayerError> {
-        fs::set_permissions(full, fs::Permissions::from_mode(mode)).map_err(|e| write_error(full, e))
+        fs::set_permissions(full, fs::Permissions::from_mode(mode))
+            .map_err(|e| write_error(full, e))
     }
 }
 
@@ -128,7 +129,8 @@ impl Tree for DiskTree {
             .map_err(|e| write_error(&full, e))?;
         io::copy(data, &mut file).map_err(LayerError::Read)?;
         let mtime = UNIX_EPOCH + Duration::from_secs(meta.mtime);
-        file.set_modified(mtime).map_err(|e| write_error(&full, e))?;
+        file.set_modified(mtime)
+            .map_err(|e| write_error(&full, e))?;
         drop(file);
         // chown clears set-id bits, so the mode goes last.
         self.set_owner_and_xattrs(&full, meta)?;

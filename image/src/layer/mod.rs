@@ -94,8 +94,12 @@ pub trait Tree {
     /// Creates the directory, or updates the metadata of an existing one.
     fn make_dir(&mut self, path: &Path, meta: &Meta) -> Result<(), LayerError>;
     /// Creates a regular file at a free path; must read `data` to its end.
-    fn write_file(&mut self, path: &Path, meta: &Meta, data: &mut dyn Read)
-        -> Result<(), LayerError>;
+    fn write_file(
+        &mut self,
+        path: &Path,
+        meta: &Meta,
+        data: &mut dyn Read,
+    ) -> Result<(), LayerError>;
     fn symlink(&mut self, path: &Path, target: &Path, meta: &Meta) -> Result<(), LayerError>;
     fn hard_link(&mut self, path: &Path, target: &Path) -> Result<(), LayerError>;
 }
@@ -295,10 +299,14 @@ pub fn relative_path(raw: &[u8]) -> Result<PathBuf, LayerError> {
             Component::Normal(name) => out.push(name),
             Component::CurDir => {}
             Component::RootDir | Component::Prefix(_) => {
-                return Err(LayerError::AbsolutePath { entry: display(raw) })
+                return Err(LayerError::AbsolutePath {
+                    entry: display(raw),
+                })
             }
             Component::ParentDir => {
-                return Err(LayerError::ParentComponent { entry: display(raw) })
+                return Err(LayerError::ParentComponent {
+                    entry: display(raw),
+                })
             }
         }
     }
@@ -352,7 +360,10 @@ mod tests {
 
     #[test]
     fn test_relative_path_dot_prefix_dropped() {
-        assert_eq!(relative_path(b"./etc/passwd").unwrap(), Path::new("etc/passwd"));
+        assert_eq!(
+            relative_path(b"./etc/passwd").unwrap(),
+            Path::new("etc/passwd")
+        );
         assert_eq!(relative_path(b"./").unwrap(), Path::new(""));
     }
 
