@@ -25,6 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(RunArgs),
+    Image(crate::image::ImageArgs),
 }
 
 /// Run a command in a fresh zone, then stop the zone.
@@ -155,6 +156,7 @@ mod tests {
             .chain(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
             Command::Run(run) => run,
+            Command::Image(_) => panic!("parsed as image"),
         })
     }
 

@@ -22,6 +22,7 @@ fn main() {
     });
     let result: anyhow::Result<i32> = match cli.command {
         Command::Run(args) => zonectl::run::run(args),
+        Command::Image(args) => zonectl::image::run(args).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),
