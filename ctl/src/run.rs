@@ -81,6 +81,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         env: args.env.clone(),
         stdin,
         cwd: String::new(),
+        ..Default::default()
     };
     let response = match talk_to_agent(&listener, &mut vmm, &interrupt, request) {
         Ok(response) => response,

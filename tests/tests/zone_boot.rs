@@ -29,7 +29,11 @@ fn value<'a>(out: &'a TestbedOutput, key: &str) -> &'a str {
 }
 
 fn assert_nothing_left(out: &TestbedOutput) {
-    assert_eq!(value(out, "left-state"), "0", "state directories left\n{out:#?}");
+    assert_eq!(
+        value(out, "left-state"),
+        "0",
+        "state directories left\n{out:#?}"
+    );
     assert_eq!(value(out, "left-vmm"), "0", "VMM processes left\n{out:#?}");
 }
 
@@ -73,7 +77,11 @@ echo "host-sum=$(head -c 1048576 /tmp/rw.img | sha256sum | cut -d' ' -f1)"
     assert_has(&out, "rw-write-ok");
     let zone_sum = value(&out, "zone-sum");
     assert_eq!(zone_sum.len(), 64, "{out:#?}");
-    assert_eq!(zone_sum, value(&out, "host-sum"), "data on disk differs\n{out:#?}");
+    assert_eq!(
+        zone_sum,
+        value(&out, "host-sum"),
+        "data on disk differs\n{out:#?}"
+    );
     assert_eq!(value(&out, "ro-flag"), "1", "{out:#?}");
     assert_has(&out, "ro-write-refused");
     assert_has(&out, "ro-image-unchanged");
@@ -114,7 +122,11 @@ rmdir /run/zones/t
     );
     for action in ["poweroff", "reboot"] {
         assert_eq!(value(&out, &format!("{action}-exit")), "0", "{out:#?}");
-        assert_eq!(value(&out, &format!("{action}-files")), "0", "vsock socket left\n{out:#?}");
+        assert_eq!(
+            value(&out, &format!("{action}-files")),
+            "0",
+            "vsock socket left\n{out:#?}"
+        );
     }
     assert_has(&out, "poweroff-by-acpi");
     assert_has(&out, "reboot-by-guest");
