@@ -30,12 +30,33 @@ pub enum Command {
 
 /// Run a command in a fresh zone, then stop the zone.
 ///
-/// The command runs in the zone's own busybox userland from the initrd; running container
-/// images comes in a later release. zonectl exits with the command's exit status (128+N if it
-/// was killed by signal N, 127 if it was not found, 125 if the zone failed).
+/// The command runs in the zone's own busybox userland from the initrd, or with --rootfs in a
+/// container root file system image (its writes go to a RAM overlay, never to the image).
+/// zonectl exits with the command's exit status (128+N if it was killed by signal N, 127 if it
+/// was not found, 126 if it could not be run, 125 if the zone failed).
 #[derive(Debug, Args)]
-#[command(after_help = "Example: zonectl run --cpus 2 --memory 512M -- uname -a")]
+#[command(
+    after_help = "Examples:\n  zonectl run --cpus 2 --memory 512M -- uname -a\n  \
+                        zonectl run --rootfs rootfs.ext4 -u nobody -w /tmp -- sh -c 'id; pwd'"
+)]
 pub struct RunArgs {
+    /// Run the command inside this root file system image (ext4 unless ":erofs" follows);
+    /// attached read-only as the zone's first disk, /dev/vda.
+    #[arg(long, value_name = "PATH[:FSTYPE]", value_parser = RootfsSpec::from_str)]
+    pub rootfs: Option<RootfsSpec>,
+
+    /// Run as USER[:GROUP], numbers or names from the root's /etc/passwd and /etc/group.
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Working directory of the command (absolute) [default: /].
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// The zone's hostname [default: zone].
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
     pub cpus: u32,
@@ -114,6 +135,42 @@ impl FromStr for DiskSpec {
     }
 }
 
+/// File systems `--rootfs` accepts.
+pub const ROOTFS_TYPES: [&str; 2] = ["ext4", "erofs"];
+
+/// A `--rootfs` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsSpec {
+    pub path: PathBuf,
+    /// One of [`ROOTFS_TYPES`].
+    pub fstype: String,
+}
+
+impl FromStr for RootfsSpec {
+    type Err = String;
+
+    /// `PATH` or `PATH:FSTYPE`; a last `:` part holding a `/` belongs to the path.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (path, fstype) = match text.rsplit_once(':') {
+            Some((path, fstype)) if !fstype.contains('/') => (path, fstype),
+            _ => (text, "ext4"),
+        };
+        if !ROOTFS_TYPES.contains(&fstype) {
+            return Err(format!(
+                "unknown rootfs type {fstype:?} (one of {})",
+                ROOTFS_TYPES.join(", ")
+            ));
+        }
+        if path.is_empty() {
+            return Err("rootfs path is empty".to_string());
+        }
+        Ok(RootfsSpec {
+            path: PathBuf::from(path),
+            fstype: fstype.to_string(),
+        })
+    }
+}
+
 impl DiskSpec {
     /// The `--disk` value for the VMM.
     pub fn to_vmm_arg(&self) -> String {
@@ -167,6 +224,7 @@ mod tests {
         assert_eq!(run.cpus, 1);
         assert_eq!(run.memory, Size::from_mib(256));
         assert!(run.disks.is_empty() && run.env.is_empty());
+        assert!(run.rootfs.is_none() && run.user.is_none() && run.workdir.is_none());
         assert!(!run.interactive && !run.keep_console && !run.force);
         assert_eq!(run.vmm, None);
         assert_eq!(run.kernel, PathBuf::from("/k"));
@@ -239,6 +297,46 @@ mod tests {
         assert!(parse(&["-e", "NOVALUE", "--", "true"]).is_err());
         assert!(parse(&["-e", "=v", "--", "true"]).is_err());
         assert!(parse(&["--disk", "/a.img,rx", "--", "true"]).is_err());
+        assert!(parse(&["--rootfs", "/a.img:xfs", "--", "true"]).is_err());
+        assert!(parse(&["--rootfs", ":ext4", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn test_cli_run_container_options_parsed() {
+        let run = parse(&[
+            "--rootfs",
+            "/img.erofs:erofs",
+            "-u",
+            "nobody:nogroup",
+            "-w",
+            "/tmp",
+            "--hostname",
+            "web",
+            "--",
+            "id",
+        ])
+        .unwrap();
+
+        assert_eq!(
+            run.rootfs,
+            Some(RootfsSpec {
+                path: "/img.erofs".into(),
+                fstype: "erofs".into()
+            })
+        );
+        assert_eq!(run.user.as_deref(), Some("nobody:nogroup"));
+        assert_eq!(run.workdir.as_deref(), Some("/tmp"));
+        assert_eq!(run.hostname.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn test_rootfs_spec_default_ext4_and_colons_in_path() {
+        let plain: RootfsSpec = "/img.ext4".parse().unwrap();
+        let dir_colon: RootfsSpec = "/a:b/img".parse().unwrap();
+
+        assert_eq!(plain.fstype, "ext4");
+        assert_eq!(dir_colon.path, PathBuf::from("/a:b/img"));
+        assert_eq!(dir_colon.fstype, "ext4");
     }
 
     #[test]

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use zone_proto::agent::v1::shutdown_request::Action;
-use zone_proto::agent::v1::{RunCommandRequest, RunCommandResponse};
+use zone_proto::agent::v1::{ContainerRootfs, RunCommandRequest, RunCommandResponse};
 
 use crate::agent_conn::{AgentConn, AGENT_PORT};
-use crate::cli::RunArgs;
+use crate::cli::{DiskSpec, RunArgs};
 use crate::interrupt::Interrupt;
 use crate::vmm_process::{VmmConfig, VmmProcess};
 use crate::zone_dir::ZoneDir;
@@ -32,6 +32,8 @@ const VMM_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Leaves room for the rest of the request in one 16 MiB frame.
 const MAX_STDIN: u64 = 15 << 20;
 const CONSOLE_TAIL_LINES: usize = 40;
+/// Where the `--rootfs` image appears in the zone: it is attached as the first disk.
+const ROOTFS_DEVICE: &str = "/dev/vda";
 
 /// Runs the verb; returns zonectl's exit code.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -44,6 +46,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     check_file(&args.kernel, "kernel (--kernel or ZONES_KERNEL)")?;
     check_file(&args.initrd, "initrd (--initrd or ZONES_INITRD)")?;
+    if let Some(rootfs) = &args.rootfs {
+        check_file(&rootfs.path, "rootfs image (--rootfs)")?;
+    }
     for disk in &args.disks {
         check_file(&disk.path, "disk image (--disk)")?;
     }
@@ -67,7 +72,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         initrd: args.initrd.clone(),
         memory: args.memory,
         cpus: args.cpus,
-        disks: args.disks.clone(),
+        disks: zone_disks(&args),
         vsock_socket: zone.vsock_socket(),
         serial_log: (!args.keep_console).then(|| zone.console_log()),
     };
@@ -80,7 +85,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         args: args.command.clone(),
         env: args.env.clone(),
         stdin,
-        cwd: String::new(),
+        cwd: args.workdir.clone().unwrap_or_default(),
+        rootfs: args.rootfs.as_ref().map(|rootfs| ContainerRootfs {
+            device: ROOTFS_DEVICE.to_string(),
+            fstype: rootfs.fstype.clone(),
+        }),
+        user: args.user.clone().unwrap_or_default(),
+        hostname: args.hostname.clone().unwrap_or_default(),
     };
     let response = match talk_to_agent(&listener, &mut vmm, &interrupt, request) {
         Ok(response) => response,
@@ -102,6 +113,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     interrupt.set_vmm(None);
     print_output(&response)?;
     Ok(exit_code(&response))
+}
+
+/// The zone's disks in attach order: the rootfs image first (read-only), then `--disk`s.
+fn zone_disks(args: &RunArgs) -> Vec<DiskSpec> {
+    let rootfs = args.rootfs.iter().map(|rootfs| DiskSpec {
+        path: rootfs.path.clone(),
+        read_only: true,
+    });
+    rootfs.chain(args.disks.iter().cloned()).collect()
 }
 
 /// Accepts the agent, runs the command and asks the zone to power off.
@@ -241,6 +261,31 @@ mod tests {
             error: error.to_string(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn test_zone_disks_rootfs_first_read_only() {
+        use clap::Parser;
+        let argv = [
+            "zonectl",
+            "run",
+            "--kernel",
+            "/k",
+            "--initrd",
+            "/i",
+            "--disk",
+            "/data.img",
+            "--rootfs",
+            "/root.ext4",
+            "--",
+            "true",
+        ];
+        let crate::cli::Command::Run(args) = crate::cli::Cli::parse_from(argv).command;
+
+        let disks = zone_disks(&args);
+
+        let args: Vec<String> = disks.iter().map(DiskSpec::to_vmm_arg).collect();
+        assert_eq!(args, ["/root.ext4,ro", "/data.img"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! need to be PID 1 (the request loop and the command runner) live here so they can be tested
 //! on the host, over any byte stream.
 
+pub mod container;
 pub mod mounts;
 pub mod power;
 pub mod reaper;

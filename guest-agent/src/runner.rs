@@ -11,6 +11,7 @@ use std::thread;
 use nix::sys::signal::SigSet;
 use zone_proto::agent::v1::{RunCommandRequest, RunCommandResponse};
 
+use crate::container::Launch;
 use crate::reaper::{ChildWaiter, ExitOutcome};
 
 /// PATH given to every command unless the request's env sets its own.
@@ -68,8 +69,15 @@ fn build_command(request: &RunCommandRequest) -> Result<(Command, &str), String>
     if program.is_empty() {
         return Err("args[0] is empty: nothing to run".to_string());
     }
+    let launch = Launch::prepare(request).map_err(|e| report(&e))?;
     let mut command = Command::new(program);
-    command.args(args).env_clear().env("PATH", DEFAULT_PATH);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", launch.default_path());
+    if let Some(home) = launch.home() {
+        command.env("HOME", home);
+    }
     for entry in &request.env {
         match entry.split_once('=') {
             Some((key, value)) if !key.is_empty() => {
@@ -78,16 +86,7 @@ fn build_command(request: &RunCommandRequest) -> Result<(Command, &str), String>
             _ => return Err(format!("env entry {entry:?} is not KEY=VALUE")),
         }
     }
-    let cwd = if request.cwd.is_empty() {
-        "/"
-    } else {
-        request.cwd.as_str()
-    };
-    if !std::path::Path::new(cwd).is_dir() {
-        return Err(format!("cwd {cwd:?} is not a directory"));
-    }
     command
-        .current_dir(cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -98,7 +97,20 @@ fn build_command(request: &RunCommandRequest) -> Result<(Command, &str), String>
     unsafe {
         command.pre_exec(|| SigSet::empty().thread_set_mask().map_err(io::Error::from));
     }
+    launch.configure(&mut command);
     Ok((command, program))
+}
+
+/// An error with its chain of sources, on one line.
+fn report(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Feeds `input` to the child's stdin and collects its stdout and stderr until both close.
@@ -228,6 +240,18 @@ mod tests {
             String::from_utf8_lossy(&resp.stdout),
             "SigBlk:\t0000000000000000\n"
         );
+    }
+
+    #[test]
+    fn test_run_command_numeric_user_runs_as_it_with_home() {
+        // Like the agent, needs root: changing uid and groups is privileged.
+        let mut req = request(&["sh", "-c", "echo $(id -u):$(id -g):$(id -G):$HOME"]);
+        req.user = "4242:4343".to_string();
+
+        let resp = run_command(&req, &DirectWaiter);
+
+        assert_eq!(String::from_utf8_lossy(&resp.stdout), "4242:4343:4343:/\n");
+        assert_eq!(resp.exit_code, 0, "{}", resp.error);
     }
 
     #[test]

@@ -195,6 +195,38 @@ mod tests {
     }
 
     #[test]
+    fn test_serve_bad_rootfs_request_answered_and_session_continues() {
+        let mut bad = RunCommandRequest {
+            args: vec!["true".into()],
+            ..Default::default()
+        };
+        bad.rootfs = Some(zone_proto::agent::v1::ContainerRootfs {
+            device: "/dev/null".into(),
+            fstype: "ext4".into(),
+        });
+        let input = frames(&[
+            AgentRequest {
+                kind: Some(agent_request::Kind::Run(bad)),
+            },
+            run(&["sh", "-c", "echo still-here"]),
+        ]);
+        let mut output = Vec::new();
+
+        let end = serve(&mut input.as_slice(), &mut output, &DirectWaiter).unwrap();
+
+        let got = responses(&output);
+        assert_eq!(end, SessionEnd::Closed);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].exit_code, EXIT_CANNOT_RUN);
+        assert!(
+            got[0].error.contains("not a block device"),
+            "{}",
+            got[0].error
+        );
+        assert_eq!(got[1].stdout, b"still-here\n");
+    }
+
+    #[test]
     fn test_serve_truncated_request_error() {
         let mut input = frames(&[run(&["true"])]);
         input.pop();
