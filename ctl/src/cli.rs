@@ -28,17 +28,19 @@ pub enum Command {
     Image(crate::image::ImageArgs),
 }
 
-/// Run a command in a fresh zone, then stop the zone.
+/// Run a container in a fresh zone, then stop the zone.
 ///
-/// The command runs in the zone's own busybox userland from the initrd, or with --rootfs in a
-/// container root file system image (its writes go to a RAM overlay, never to the image).
+/// IMAGE comes from the local store (`zonectl image import`); its root file system becomes a
+/// read-only disk of the zone with a RAM overlay on top, so writes never reach the image. CMD
+/// replaces the image's Cmd. With --rootfs the command runs in that root file system image
+/// instead, with --bare in the zone's own busybox userland.
 /// zonectl exits with the command's exit status (128+N if it was killed by signal N, 127 if it
 /// was not found, 126 if it could not be run, 125 if the zone failed).
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  zonectl run --cpus 2 --memory 512M -- uname -a\n  \
-                        zonectl run --rootfs rootfs.ext4 -u nobody -w /tmp -- sh -c 'id; pwd'"
-)]
+#[command(after_help = "Examples:\n  zonectl run busybox echo hello\n  \
+                        zonectl run -e GREETING=hi --cpus 2 busybox sh -c 'echo $GREETING; nproc'\n  \
+                        zonectl run --bare --memory 512M -- uname -a\n  \
+                        zonectl run --rootfs rootfs.ext4 -u nobody -w /tmp -- sh -c 'id; pwd'")]
 pub struct RunArgs {
     /// Run the command inside this root file system image (ext4 unless ":erofs" follows);
     /// attached read-only as the zone's first disk, /dev/vda.
@@ -101,9 +103,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", env = "ZONES_STATE_ROOT", default_value = DEFAULT_STATE_ROOT)]
     pub state_root: PathBuf,
 
-    /// The command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    /// Run in the zone's own busybox userland: no image, every argument is the command.
+    #[arg(long, conflicts_with = "rootfs")]
+    pub bare: bool,
+    /// The image store's directory.
+    #[arg(long = "store", value_name = "DIR", env = "ZONES_IMAGE_STORE", default_value = zone_image::DEFAULT_STORE_ROOT)]
+    pub store: PathBuf,
+    /// IMAGE and then the command with its arguments (with --bare or --rootfs: only the
+    /// command). Use `--` before a command whose arguments start with `-`.
+    #[arg(
+        value_name = "IMAGE [CMD]...",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
 }
 
 /// A `--disk` argument.
@@ -228,7 +241,7 @@ mod tests {
         assert!(!run.interactive && !run.keep_console && !run.force);
         assert_eq!(run.vmm, None);
         assert_eq!(run.kernel, PathBuf::from("/k"));
-        assert_eq!(run.command, ["echo", "hi"]);
+        assert_eq!(run.args, ["echo", "hi"]);
     }
 
     #[test]
@@ -275,21 +288,33 @@ mod tests {
         assert_eq!(run.env, ["A=1", "B=x=y"]);
         assert!(run.interactive && run.keep_console && run.force);
         assert_eq!(run.vmm, Some(PathBuf::from("/v")));
-        assert_eq!(run.command, ["ls", "-l"]);
+        assert_eq!(run.args, ["ls", "-l"]);
     }
 
     #[test]
     fn test_cli_run_command_flags_after_dashes_kept() {
         let run = parse(&["--", "sh", "-c", "--cpus"]).unwrap();
 
-        assert_eq!(run.command, ["sh", "-c", "--cpus"]);
+        assert_eq!(run.args, ["sh", "-c", "--cpus"]);
         assert_eq!(run.cpus, 1);
     }
 
     #[test]
+    fn test_cli_run_image_then_command_flags_after_image_kept() {
+        let run = parse(&["--cpus", "2", "busybox", "sh", "-c", "exit 7", "--memory"]).unwrap();
+
+        assert_eq!(run.args, ["busybox", "sh", "-c", "exit 7", "--memory"]);
+        assert_eq!(run.cpus, 2);
+        assert!(!run.bare);
+    }
+
+    #[test]
+    fn test_cli_run_bare_conflicts_with_rootfs() {
+        assert!(parse(&["--bare", "--rootfs", "/r.ext4", "true"]).is_err());
+    }
+
+    #[test]
     fn test_cli_run_bad_values_rejected() {
-        assert!(parse(&[]).is_err(), "missing command");
-        assert!(parse(&["echo"]).is_err(), "command without --");
         assert!(parse(&["--cpus", "0", "--", "true"]).is_err());
         assert!(parse(&["--memory", "1500K", "--", "true"]).is_err());
         assert!(parse(&["--memory", "8M", "--", "true"]).is_err());

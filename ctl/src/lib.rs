@@ -8,4 +8,5 @@ pub mod interrupt;
 pub mod run;
 pub mod size;
 pub mod vmm_process;
+pub mod workload;
 pub mod zone_dir;

@@ -17,9 +17,10 @@ use zone_proto::agent::v1::shutdown_request::Action;
 use zone_proto::agent::v1::{ContainerRootfs, RunCommandRequest, RunCommandResponse};
 
 use crate::agent_conn::{AgentConn, AGENT_PORT};
-use crate::cli::{DiskSpec, RunArgs};
+use crate::cli::{DiskSpec, RootfsSpec, RunArgs};
 use crate::interrupt::Interrupt;
 use crate::vmm_process::{VmmConfig, VmmProcess};
+use crate::workload;
 use crate::zone_dir::ZoneDir;
 
 /// zonectl's exit code when the zone failed (docker's convention).
@@ -40,7 +41,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if !args.force && Path::new(PVM_MODULE).exists() {
         bail!(
             "this host's /dev/kvm is PVM nested virtualization that cannot boot a stock Linux \
-             guest; run zones inside the KVM testbed: hack/testbed run -- zonectl run -- ... \
+             guest; run zones inside the KVM testbed: hack/testbed run -- zonectl run ... \
              (or pass --force to try anyway)"
         );
     }
@@ -49,6 +50,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(rootfs) = &args.rootfs {
         check_file(&rootfs.path, "rootfs image (--rootfs)")?;
     }
+    let workload = workload::resolve(&args)?;
     for disk in &args.disks {
         check_file(&disk.path, "disk image (--disk)")?;
     }
@@ -72,7 +74,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         initrd: args.initrd.clone(),
         memory: args.memory,
         cpus: args.cpus,
-        disks: zone_disks(&args),
+        disks: zone_disks(workload.rootfs.as_ref(), &args.disks),
         vsock_socket: zone.vsock_socket(),
         serial_log: (!args.keep_console).then(|| zone.console_log()),
     };
@@ -82,15 +84,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     tracing::debug!(pid = vmm.pid().as_raw(), "VMM started");
 
     let request = RunCommandRequest {
-        args: args.command.clone(),
-        env: args.env.clone(),
+        args: workload.command,
+        env: workload.env,
         stdin,
-        cwd: args.workdir.clone().unwrap_or_default(),
-        rootfs: args.rootfs.as_ref().map(|rootfs| ContainerRootfs {
+        cwd: workload.cwd,
+        rootfs: workload.rootfs.as_ref().map(|rootfs| ContainerRootfs {
             device: ROOTFS_DEVICE.to_string(),
             fstype: rootfs.fstype.clone(),
         }),
-        user: args.user.clone().unwrap_or_default(),
+        user: workload.user,
         hostname: args.hostname.clone().unwrap_or_default(),
     };
     let response = match talk_to_agent(&listener, &mut vmm, &interrupt, request) {
@@ -116,12 +118,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// The zone's disks in attach order: the rootfs image first (read-only), then `--disk`s.
-fn zone_disks(args: &RunArgs) -> Vec<DiskSpec> {
-    let rootfs = args.rootfs.iter().map(|rootfs| DiskSpec {
+fn zone_disks(rootfs: Option<&RootfsSpec>, disks: &[DiskSpec]) -> Vec<DiskSpec> {
+    let rootfs = rootfs.into_iter().map(|rootfs| DiskSpec {
         path: rootfs.path.clone(),
         read_only: true,
     });
-    rootfs.chain(args.disks.iter().cloned()).collect()
+    rootfs.chain(disks.iter().cloned()).collect()
 }
 
 /// Accepts the agent, runs the command and asks the zone to power off.
@@ -280,9 +282,11 @@ mod tests {
             "--",
             "true",
         ];
-        let crate::cli::Command::Run(args) = crate::cli::Cli::parse_from(argv).command;
+        let crate::cli::Command::Run(args) = crate::cli::Cli::parse_from(argv).command else {
+            panic!("parsed as another verb");
+        };
 
-        let disks = zone_disks(&args);
+        let disks = zone_disks(args.rootfs.as_ref(), &args.disks);
 
         let args: Vec<String> = disks.iter().map(DiskSpec::to_vmm_arg).collect();
         assert_eq!(args, ["/root.ext4,ro", "/data.img"]);

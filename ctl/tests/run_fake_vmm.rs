@@ -42,6 +42,7 @@ impl Setup {
     fn zonectl(&self, mode: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_zonectl"));
         cmd.arg("run")
+            .arg("--bare")
             .arg("--force")
             .arg("--kernel")
             .arg(self.dir.path().join("bzImage"))

@@ -41,7 +41,7 @@ fn assert_nothing_left(out: &TestbedOutput) {
 fn test_zone_runs_command_stdout_and_exit_status_return() {
     let out = run_in_testbed(
         r#"
-zonectl run -- sh -c 'echo "hello from $(hostname)"; echo "kernel=$(uname -r)"; exit 7'
+zonectl run --bare -- sh -c 'echo "hello from $(hostname)"; echo "kernel=$(uname -r)"; exit 7'
 echo "zonectl-exit=$?"
 "#,
     );
@@ -58,7 +58,7 @@ fn test_zone_disk_write_checksum_and_read_only_refused() {
 dd if=/dev/zero of=/tmp/rw.img bs=1M count=4 2>/dev/null
 dd if=/dev/zero of=/tmp/ro.img bs=1M count=4 2>/dev/null
 ro_before=$(sha256sum < /tmp/ro.img)
-zonectl run --disk /tmp/rw.img --disk /tmp/ro.img,ro -- sh -c '
+zonectl run --bare --disk /tmp/rw.img --disk /tmp/ro.img,ro -- sh -c '
   head -c 1048576 /dev/urandom > /tmp/data
   echo "zone-sum=$(sha256sum < /tmp/data | cut -d" " -f1)"
   dd if=/tmp/data of=/dev/vda bs=65536 conv=fsync 2>/dev/null && echo rw-write-ok
@@ -92,7 +92,7 @@ echo "host-sum=$(head -c 1048576 /tmp/rw.img | sha256sum | cut -d' ' -f1)"
 fn test_zone_two_cpus_online() {
     let out = run_in_testbed(
         r#"
-zonectl run --cpus 2 -- sh -c 'echo "online=$(cat /sys/devices/system/cpu/online)"; echo "nproc=$(nproc)"'
+zonectl run --bare --cpus 2 -- sh -c 'echo "online=$(cat /sys/devices/system/cpu/online)"; echo "nproc=$(nproc)"'
 echo "zonectl-exit=$?"
 "#,
     );

@@ -1,0 +1,79 @@
+//! Tier 3: `zonectl run IMAGE CMD` with a locally built OCI image, inside the KVM testbed:
+//! import, root file system conversion, and the container's config and flags.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use zone_tests::{repo_root, testbed_run, TestbedOutput};
+
+/// Builds the busybox test image as an OCI layout directory on the host.
+fn busybox_image(dir: &std::path::Path) -> PathBuf {
+    let out = dir.join("busybox");
+    let status = Command::new(repo_root().join("images/test-images/build-busybox"))
+        .arg(&out)
+        .args(["--format", "oci-dir"])
+        .status()
+        .expect("run images/test-images/build-busybox");
+    assert!(status.success(), "building the busybox test image failed");
+    out
+}
+
+fn value<'a>(out: &'a TestbedOutput, key: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= line\n{out:#?}"))
+}
+
+#[test]
+fn test_run_image_output_exit_codes_config_and_overlay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = busybox_image(dir.path());
+    let out = testbed_run(
+        r#"
+zonectl image import /images/busybox >/dev/null; echo "import=$?"
+echo "listed=$(zonectl image ls | grep -c '^busybox:latest ')"
+echo "hello=$(zonectl run busybox echo hello)"; echo "hello-exit=$?"
+zonectl run busybox sh -c 'exit 7'; echo "exit7=$?"
+echo "stdin=$(echo abc | zonectl run -i busybox cat)"
+zonectl run -e GREETING=hi -w /tmp -u nobody busybox \
+  sh -c 'echo "flags=$GREETING $(pwd) $(id -u) $PATH"'
+img=$(ls /var/lib/zones/rootfs/*.ext4)
+before=$(sha256sum < "$img")
+echo "write=$(zonectl run busybox sh -c 'echo x > /etc/written && cat /etc/written')"
+echo "second-zone=$(zonectl run busybox sh -c 'test -e /etc/written && echo seen || echo fresh')"
+[ "$(sha256sum < "$img")" = "$before" ] && echo image-unchanged
+zonectl run nosuchimage true 2>/tmp/err; echo "missing-exit=$?"
+grep -q 'zonectl image import' /tmp/err && echo missing-says-import
+echo "left-state=$(ls -A /run/zones | wc -l)"
+"#,
+        &[(image, "/images/busybox")],
+    );
+    assert_eq!(value(&out, "import"), "0", "{out:#?}");
+    assert_eq!(value(&out, "listed"), "1", "{out:#?}");
+    assert_eq!(value(&out, "hello"), "hello", "{out:#?}");
+    assert_eq!(value(&out, "hello-exit"), "0", "{out:#?}");
+    assert_eq!(value(&out, "exit7"), "7", "{out:#?}");
+    assert_eq!(value(&out, "stdin"), "abc", "{out:#?}");
+    assert_eq!(
+        value(&out, "flags"),
+        "hi /tmp 65534 /usr/sbin:/usr/bin:/sbin:/bin",
+        "env from flags and image, cwd and user from flags\n{out:#?}"
+    );
+    assert_eq!(value(&out, "write"), "x", "{out:#?}");
+    assert_eq!(
+        value(&out, "second-zone"),
+        "fresh",
+        "writes stay in their zone\n{out:#?}"
+    );
+    assert!(
+        out.stdout.lines().any(|l| l == "image-unchanged"),
+        "{out:#?}"
+    );
+    assert_ne!(value(&out, "missing-exit"), "0", "{out:#?}");
+    assert!(
+        out.stdout.lines().any(|l| l == "missing-says-import"),
+        "{out:#?}"
+    );
+    assert_eq!(value(&out, "left-state"), "0", "{out:#?}");
+}
