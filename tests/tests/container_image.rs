@@ -61,3 +61,36 @@ echo "left-state=$(ls -A /run/zones | wc -l)"
     );
     assert_eq!(value(&out, "left-state"), "0", "{out:#?}");
 }
+
+#[test]
+fn test_two_zones_at_once_cannot_see_each_other() {
+    let out = testbed_run(
+        r#"
+zonectl image import /zones/images/busybox >/dev/null
+# Zone A leaves a file and a long sleep behind while zone B looks around.
+zonectl run busybox sh -c 'echo a > /tmp/secret-a; sleep 20; echo "a-sees=$(ls /tmp | tr "\n" " ")"' > /tmp/a.out &
+a=$!
+sleep 6
+(sleep 3; echo "vmms-while-both-run=$(ps -o comm | grep -c '^zone-vmm')" > /tmp/count) &
+zonectl run busybox sh -c 'echo "b-files=$(ls /tmp | tr "\n" " ")"; echo "b-sleeps=$(ps -o comm | grep -c "^sleep")"' > /tmp/b.out
+echo "b-exit=$?"
+wait $a; echo "a-exit=$?"
+cat /tmp/a.out /tmp/b.out /tmp/count
+"#,
+        &[],
+    );
+    assert_eq!(value(&out, "a-exit"), "0", "{out:#?}");
+    assert_eq!(value(&out, "b-exit"), "0", "{out:#?}");
+    assert_eq!(value(&out, "vmms-while-both-run"), "2", "{out:#?}");
+    assert_eq!(value(&out, "a-sees").trim(), "secret-a", "{out:#?}");
+    assert_eq!(
+        value(&out, "b-files").trim(),
+        "",
+        "B sees none of A's files\n{out:#?}"
+    );
+    assert_eq!(
+        value(&out, "b-sleeps"),
+        "0",
+        "B sees none of A's processes\n{out:#?}"
+    );
+}
