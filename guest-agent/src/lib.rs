@@ -12,4 +12,5 @@ pub mod runner;
 pub mod session;
 pub mod signals;
 pub mod sysinfo;
+pub mod tty;
 pub mod vsock;

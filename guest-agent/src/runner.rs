@@ -13,6 +13,7 @@ use zone_proto::agent::v1::{RunCommandRequest, RunCommandResponse};
 
 use crate::container::Launch;
 use crate::reaper::{ChildWaiter, ExitOutcome};
+use crate::tty::Pty;
 
 /// PATH given to every command unless the request's env sets its own.
 pub const DEFAULT_PATH: &str = "/bin:/sbin:/usr/bin:/usr/sbin";
@@ -32,6 +33,15 @@ pub fn run_command(request: &RunCommandRequest, waiter: &dyn ChildWaiter) -> Run
         Ok(built) => built,
         Err(message) => return error_response(EXIT_CANNOT_RUN, message),
     };
+    let pty = match request.tty.then(Pty::open).transpose() {
+        Ok(pty) => pty,
+        Err(e) => return error_response(EXIT_CANNOT_RUN, format!("cannot open a terminal: {e}")),
+    };
+    if let Some(pty) = &pty {
+        if let Err(e) = pty.attach(&mut command) {
+            return error_response(EXIT_CANNOT_RUN, format!("cannot attach the terminal: {e}"));
+        }
+    }
     let child = match waiter.spawn(&mut command) {
         Ok(child) => child,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -39,7 +49,13 @@ pub fn run_command(request: &RunCommandRequest, waiter: &dyn ChildWaiter) -> Run
         }
         Err(e) => return error_response(EXIT_CANNOT_RUN, format!("{program}: {e}")),
     };
-    let (child, stdout, stderr) = exchange_stdio(child, &request.stdin);
+    // The command holds copies of the terminal's slave side: they must close before reading
+    // the master can end.
+    drop(command);
+    let (child, stdout, stderr) = match pty {
+        Some(pty) => (child, pty.exchange(&request.stdin, MAX_CAPTURE), Vec::new()),
+        None => exchange_stdio(child, &request.stdin),
+    };
     let mut response = RunCommandResponse {
         stdout,
         stderr,
@@ -168,6 +184,25 @@ mod tests {
             args: args.iter().map(|a| a.to_string()).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn test_run_command_tty_gives_a_terminal() {
+        let mut req = request(&[
+            "sh",
+            "-c",
+            "tty >/dev/null && echo tty-ok; echo err >&2; exit 3",
+        ]);
+        req.tty = true;
+        let resp = run_command(&req, &DirectWaiter);
+        assert_eq!(resp.exit_code, 3, "{resp:?}");
+        assert_eq!(String::from_utf8_lossy(&resp.stdout), "tty-ok\r\nerr\r\n");
+        assert!(resp.stderr.is_empty());
+        let plain = run_command(&request(&["tty"]), &DirectWaiter);
+        assert_ne!(
+            plain.exit_code, 0,
+            "without tty, stdin is a pipe: {plain:?}"
+        );
     }
 
     #[test]

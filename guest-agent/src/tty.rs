@@ -1,0 +1,105 @@
+//! Running a command on a pseudo-terminal (`zonectl run -t`): the terminal's slave side
+//! becomes the command's stdin, stdout, stderr and controlling terminal; the agent writes the
+//! request's stdin to the master side and reads everything back from it.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::thread;
+
+use nix::pty::openpty;
+
+/// The two ends of a fresh pseudo-terminal.
+#[derive(Debug)]
+pub struct Pty {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
+
+impl Pty {
+    pub fn open() -> io::Result<Self> {
+        let pair = openpty(None, None).map_err(io::Error::from)?;
+        Ok(Self {
+            master: pair.master,
+            slave: pair.slave,
+        })
+    }
+
+    /// Makes the slave side `command`'s stdio and, in a new session, its controlling terminal.
+    pub fn attach(&self, command: &mut Command) -> io::Result<()> {
+        command
+            .stdin(Stdio::from(self.slave.try_clone()?))
+            .stdout(Stdio::from(self.slave.try_clone()?))
+            .stderr(Stdio::from(self.slave.try_clone()?));
+        // SAFETY: runs in the forked child before exec; setsid(2) and ioctl(2) are
+        // async-signal-safe and touch no memory shared with the parent. fd 0 is the slave.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid().map_err(io::Error::from)?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+
+    /// After the command started, and the `Command` that held copies of the slave side was
+    /// dropped: feeds `input` to it and returns everything it wrote to the
+    /// terminal (at most `limit` bytes kept) once every holder of the slave side closed it.
+    pub fn exchange(self, input: &[u8], limit: usize) -> Vec<u8> {
+        // Our copy of the slave must go, or reading the master never ends.
+        drop(self.slave);
+        let mut reader = File::from(self.master);
+        let writer = reader.try_clone();
+        thread::scope(|scope| {
+            scope.spawn(move || {
+                if let Ok(mut writer) = writer {
+                    // The command may exit without reading: not an error.
+                    let _ = writer.write_all(input);
+                }
+            });
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let room = limit.saturating_sub(out.len());
+                        out.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // EIO: the last slave descriptor closed, the command is done with it.
+                    Err(_) => break,
+                }
+            }
+            out
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_pty_command_sees_a_terminal_and_output_returns() {
+        let pty = Pty::open().expect("openpty");
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "tty >/dev/null && echo is-a-tty; read line; echo got-$line",
+        ]);
+        pty.attach(&mut cmd).expect("attach");
+        let mut child = cmd.spawn().expect("spawn");
+        drop(cmd);
+        let out = pty.exchange(b"abc\n", 1 << 20);
+        assert!(child.wait().expect("wait").success());
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("is-a-tty\r\n"), "{text:?}");
+        assert!(text.contains("got-abc\r\n"), "{text:?}");
+    }
+}
