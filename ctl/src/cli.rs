@@ -27,7 +27,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(RunArgs),
+    Ps(crate::ps::PsArgs),
+    Logs(crate::logs::LogsArgs),
+    Stop(crate::stop::StopArgs),
+    Rm(crate::rm::RmArgs),
+    Inspect(crate::inspect::InspectArgs),
     Image(crate::image::ImageArgs),
+    /// Keeps a detached zone going (started by `zonectl run -d`).
+    #[command(hide = true)]
+    Supervise(crate::supervise::SuperviseArgs),
+}
+
+/// Selects one zone by name, id or unique id prefix.
+#[derive(Debug, Args)]
+pub struct ZoneRef {
+    /// The zone's name, id or a unique prefix of its id.
+    #[arg(value_name = "ZONE")]
+    pub zone: String,
+
+    /// Directory holding zones' state directories.
+    #[arg(long, value_name = "DIR", env = "ZONES_STATE_ROOT", default_value = DEFAULT_STATE_ROOT)]
+    pub state_root: PathBuf,
 }
 
 /// Run a container in a fresh zone, then stop the zone.
@@ -42,8 +62,22 @@ pub enum Command {
 #[command(after_help = "Examples:\n  zonectl run busybox echo hello\n  \
                         zonectl run -e GREETING=hi --cpus 2 busybox sh -c 'echo $GREETING; nproc'\n  \
                         zonectl run --bare --memory 512M -- uname -a\n  \
+                        zonectl run -d --name job busybox sh -c 'echo done'; zonectl logs job\n  \
                         zonectl run --rootfs rootfs.ext4 -u nobody -w /tmp -- sh -c 'id; pwd'")]
 pub struct RunArgs {
+    /// Start the zone in the background and print its id; a supervisor process keeps it
+    /// going and saves the command's output for `zonectl logs`.
+    #[arg(short = 'd', long, conflicts_with_all = ["interactive", "keep_console"])]
+    pub detach: bool,
+
+    /// Name the zone (unique among zones); other verbs accept it in place of the id.
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub name: Option<String>,
+
+    /// Remove the zone's state when it ends (always so without -d).
+    #[arg(long = "rm")]
+    pub auto_remove: bool,
+
     /// Run the command inside this root file system image (ext4 unless ":erofs" follows);
     /// attached read-only as the zone's first disk, /dev/vda.
     #[arg(long, value_name = "PATH[:FSTYPE]", value_parser = RootfsSpec::from_str)]
@@ -211,6 +245,18 @@ fn parse_memory(text: &str) -> Result<Size, String> {
     Ok(size)
 }
 
+fn parse_name(text: &str) -> Result<String, String> {
+    let ok = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if text.is_empty() || !ok || text.starts_with(['-', '.']) {
+        return Err(format!(
+            "{text:?} is not a zone name (letters, digits, '-', '_', '.'; not first '-' or '.')"
+        ));
+    }
+    Ok(text.to_string())
+}
+
 fn parse_env(text: &str) -> Result<String, String> {
     match text.split_once('=') {
         Some((key, _)) if !key.is_empty() => Ok(text.to_string()),
@@ -228,7 +274,7 @@ mod tests {
             .chain(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
             Command::Run(run) => run,
-            Command::Image(_) => panic!("parsed as image"),
+            _ => panic!("parsed as another verb"),
         })
     }
 
@@ -354,6 +400,22 @@ mod tests {
         assert_eq!(run.user.as_deref(), Some("nobody:nogroup"));
         assert_eq!(run.workdir.as_deref(), Some("/tmp"));
         assert_eq!(run.hostname.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn test_cli_run_detach_name_rm_parsed() {
+        let run = parse(&["-d", "--name", "web", "--rm", "busybox", "sleep", "9"]).unwrap();
+
+        assert!(run.detach && run.auto_remove);
+        assert_eq!(run.name.as_deref(), Some("web"));
+        assert_eq!(run.args, ["busybox", "sleep", "9"]);
+    }
+
+    #[test]
+    fn test_cli_run_detach_bad_combinations_rejected() {
+        assert!(parse(&["-d", "-i", "busybox", "cat"]).is_err());
+        assert!(parse(&["--name", "a/b", "busybox"]).is_err());
+        assert!(parse(&["--name", "-x", "busybox"]).is_err());
     }
 
     #[test]

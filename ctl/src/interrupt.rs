@@ -20,11 +20,22 @@ struct State {
     vmm: Option<Pid>,
 }
 
+/// How the VMM is stopped on a signal.
+#[derive(Debug, Clone, Copy, Default)]
+struct StopSignal(Option<Signal>);
+
+impl StopSignal {
+    fn get(self) -> Signal {
+        self.0.unwrap_or(Signal::SIGKILL)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     /// The signal received, 0 if none.
     signal: AtomicI32,
     state: Mutex<State>,
+    stop_with: StopSignal,
 }
 
 impl Shared {
@@ -51,12 +62,21 @@ impl Interrupt {
     /// Blocks the signals in the calling thread (call it before spawning threads) and starts
     /// the thread that takes them.
     pub fn install() -> io::Result<Self> {
+        Self::install_stopping_with(Signal::SIGKILL)
+    }
+
+    /// Like [`Interrupt::install`], but a signal sends `stop` to the VMM instead of SIGKILL
+    /// (SIGTERM makes zone-vmm power the guest off and exit).
+    pub fn install_stopping_with(stop: Signal) -> io::Result<Self> {
         let mut set = SigSet::empty();
         for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
             set.add(signal);
         }
         set.thread_block().map_err(io::Error::from)?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            stop_with: StopSignal(Some(stop)),
+            ..Shared::default()
+        });
         let handler = Arc::clone(&shared);
         thread::Builder::new()
             .name("signals".to_string())
@@ -81,7 +101,7 @@ impl Interrupt {
     pub fn set_vmm(&self, pid: Option<Pid>) {
         self.shared.lock().vmm = pid;
         if let (Some(pid), Some(_)) = (pid, self.received()) {
-            let _ = kill(pid, Signal::SIGKILL);
+            let _ = kill(pid, self.shared.stop_with.get());
         }
     }
 
@@ -102,7 +122,7 @@ fn handle(shared: &Shared, signal: Signal) {
     let state = shared.lock();
     if let Some(pid) = state.vmm {
         tracing::debug!(?signal, pid = pid.as_raw(), "stopping the VMM");
-        let _ = kill(pid, Signal::SIGKILL);
+        let _ = kill(pid, shared.stop_with.get());
     }
     if !state.armed {
         std::process::exit(128 + signal as i32);

@@ -1,12 +1,21 @@
-//! `zonectl`, the Zones operator CLI. One module per verb (`run`, `image <verb>`); the rest are the pieces
+//! `zonectl`, the Zones operator CLI. One module per verb (`run`, `ps`, `logs`, `stop`, `rm`,
+//! `inspect`, the hidden `supervise`, `image <verb>`); the rest are the pieces
 //! the verbs share: the zone state directory, the VMM process and the agent connection.
 
 pub mod agent_conn;
 pub mod cli;
 pub mod image;
+pub mod inspect;
 pub mod interrupt;
+pub mod logs;
+pub mod ps;
+pub mod rm;
 pub mod run;
 pub mod size;
+pub mod stop;
+pub mod supervise;
 pub mod vmm_process;
 pub mod workload;
 pub mod zone_dir;
+pub mod zone_proc;
+pub mod zone_state;

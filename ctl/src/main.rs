@@ -22,7 +22,13 @@ fn main() {
     });
     let result: anyhow::Result<i32> = match cli.command {
         Command::Run(args) => zonectl::run::run(args),
+        Command::Ps(args) => zonectl::ps::run(args).map(|()| 0),
+        Command::Logs(args) => zonectl::logs::run(args).map(|()| 0),
+        Command::Stop(args) => zonectl::stop::run(args).map(|()| 0),
+        Command::Rm(args) => zonectl::rm::run(args).map(|()| 0),
+        Command::Inspect(args) => zonectl::inspect::run(args).map(|()| 0),
         Command::Image(args) => zonectl::image::run(args).map(|()| 0),
+        Command::Supervise(args) => zonectl::supervise::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

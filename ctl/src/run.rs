@@ -2,6 +2,8 @@
 //!
 //! Flow: state dir -> listener for the agent -> VMM -> AgentReady -> RunCommandRequest ->
 //! print the output -> ShutdownRequest(POWER_OFF) -> wait for the VMM -> remove the state dir.
+//! The steps (`prepare`, `launch`, `drive`) are shared with detached zones' supervisor
+//! (`supervise`), which records the outcome instead of printing it.
 //! Every exit path goes through the destructors of the state dir and the VMM process, which
 //! remove and kill them.
 
@@ -10,9 +12,11 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use nix::sys::signal::Signal;
 use zone_proto::agent::v1::shutdown_request::Action;
 use zone_proto::agent::v1::{ContainerRootfs, RunCommandRequest, RunCommandResponse};
 
@@ -22,6 +26,7 @@ use crate::interrupt::Interrupt;
 use crate::vmm_process::{VmmConfig, VmmProcess};
 use crate::workload;
 use crate::zone_dir::ZoneDir;
+use crate::zone_state::{self, Status, ZoneState};
 
 /// zonectl's exit code when the zone failed (docker's convention).
 pub const EXIT_ZONE_FAILED: i32 = 125;
@@ -36,8 +41,90 @@ const CONSOLE_TAIL_LINES: usize = 40;
 /// Where the `--rootfs` image appears in the zone: it is attached as the first disk.
 const ROOTFS_DEVICE: &str = "/dev/vda";
 
+/// Everything a zone needs, checked and resolved before anything starts.
+#[derive(Debug)]
+pub struct Prepared {
+    pub request: RunCommandRequest,
+    pub disks: Vec<DiskSpec>,
+    pub vmm_binary: PathBuf,
+    /// What `ps` shows as the zone's image.
+    pub image: String,
+}
+
+/// How a zone's command went.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The command ended with this result; the zone was powered off.
+    Finished(RunCommandResponse),
+    /// A signal (the user's Ctrl-C, `zonectl stop`) stopped the zone.
+    Interrupted(Signal),
+    /// The VMM exited before the command's result arrived.
+    VmmDied(ExitStatus, anyhow::Error),
+    /// The zone could not run the command.
+    Failed(anyhow::Error),
+}
+
 /// Runs the verb; returns zonectl's exit code.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    if args.detach {
+        return crate::supervise::start_detached(&args);
+    }
+    check_name_free(&args)?;
+    let prepared = prepare(&args)?;
+    let interrupt = Interrupt::install().context("installing signal handling")?;
+
+    let _armed = interrupt.arm();
+    let zone = ZoneDir::create(&args.state_root).context("creating the zone's state directory")?;
+    let span = tracing::info_span!("zone", zone = %zone.id());
+    let _entered = span.enter();
+    let mut state = new_state(&zone, &args, &prepared);
+    state.save(zone.path())?;
+    let (listener, mut vmm) = launch(&zone, &args, &prepared, &mut state)?;
+    interrupt.set_vmm(Some(vmm.pid()));
+    let outcome = drive(&zone, &listener, &mut vmm, &interrupt, prepared.request);
+    interrupt.set_vmm(None);
+    match outcome {
+        Outcome::Finished(response) => {
+            print_output(&response)?;
+            Ok(exit_code(&response))
+        }
+        Outcome::Interrupted(signal) => {
+            eprintln!(
+                "zonectl: interrupted by {signal}; zone {} stopped",
+                zone.id()
+            );
+            Ok(128 + signal as i32)
+        }
+        Outcome::VmmDied(status, e) => {
+            report_zone_failure(&zone, &mut vmm, Some(status));
+            Err(e.context(format!("zone {} failed", zone.id())))
+        }
+        Outcome::Failed(e) => {
+            report_zone_failure(&zone, &mut vmm, None);
+            Err(e.context(format!("zone {} failed", zone.id())))
+        }
+    }
+}
+
+/// Refuses a `--name` another zone under the state root already has.
+pub fn check_name_free(args: &RunArgs) -> anyhow::Result<()> {
+    let Some(name) = &args.name else {
+        return Ok(());
+    };
+    let zones = zone_state::list(&args.state_root)?;
+    if let Some(other) = zones.iter().find(|z| z.name.as_deref() == Some(name)) {
+        bail!(
+            "the name {name:?} is taken by zone {}: remove it with `zonectl rm -f {name}` or \
+             choose another --name",
+            other.id
+        );
+    }
+    Ok(())
+}
+
+/// Checks the files, resolves the workload (building the image's root file system) and reads
+/// stdin for `-i`.
+pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     if !args.force && Path::new(PVM_MODULE).exists() {
         bail!(
             "this host's /dev/kvm is PVM nested virtualization that cannot boot a stock Linux \
@@ -50,22 +137,65 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(rootfs) = &args.rootfs {
         check_file(&rootfs.path, "rootfs image (--rootfs)")?;
     }
-    let workload = workload::resolve(&args)?;
+    let workload = workload::resolve(args)?;
     for disk in &args.disks {
         check_file(&disk.path, "disk image (--disk)")?;
     }
-    let vmm_binary = args.vmm.clone().unwrap_or_else(default_vmm);
     let stdin = if args.interactive {
         read_stdin()?
     } else {
         Vec::new()
     };
-    let interrupt = Interrupt::install().context("installing signal handling")?;
+    let image = if args.bare {
+        "(bare)".to_string()
+    } else if let Some(rootfs) = &args.rootfs {
+        rootfs.path.display().to_string()
+    } else {
+        args.args.first().cloned().unwrap_or_default()
+    };
+    Ok(Prepared {
+        disks: zone_disks(workload.rootfs.as_ref(), &args.disks),
+        request: RunCommandRequest {
+            args: workload.command,
+            env: workload.env,
+            stdin,
+            cwd: workload.cwd,
+            rootfs: workload.rootfs.as_ref().map(|rootfs| ContainerRootfs {
+                device: ROOTFS_DEVICE.to_string(),
+                fstype: rootfs.fstype.clone(),
+            }),
+            user: workload.user,
+            hostname: args.hostname.clone().unwrap_or_default(),
+        },
+        vmm_binary: args.vmm.clone().unwrap_or_else(default_vmm),
+        image,
+    })
+}
 
-    let _armed = interrupt.arm();
-    let zone = ZoneDir::create(&args.state_root).context("creating the zone's state directory")?;
-    let span = tracing::info_span!("zone", zone = %zone.id());
-    let _entered = span.enter();
+/// The zone's first recorded state, owned by this process.
+pub fn new_state(zone: &ZoneDir, args: &RunArgs, prepared: &Prepared) -> ZoneState {
+    ZoneState {
+        id: zone.id().to_string(),
+        name: args.name.clone(),
+        image: prepared.image.clone(),
+        command: prepared.request.args.clone(),
+        created: zone_state::now(),
+        supervisor_pid: i32::try_from(std::process::id()).ok(),
+        vmm_pid: None,
+        status: Status::Starting,
+        exit_code: None,
+        error: None,
+        auto_remove: args.auto_remove,
+    }
+}
+
+/// Listens for the agent and starts the VMM; records the zone as running.
+pub fn launch(
+    zone: &ZoneDir,
+    args: &RunArgs,
+    prepared: &Prepared,
+    state: &mut ZoneState,
+) -> anyhow::Result<(UnixListener, VmmProcess)> {
     let listener_path = zone.vsock_listener(AGENT_PORT);
     let listener = UnixListener::bind(&listener_path)
         .with_context(|| format!("listening on {}", listener_path.display()))?;
@@ -74,47 +204,45 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         initrd: args.initrd.clone(),
         memory: args.memory,
         cpus: args.cpus,
-        disks: zone_disks(workload.rootfs.as_ref(), &args.disks),
+        disks: prepared.disks.clone(),
         vsock_socket: zone.vsock_socket(),
         serial_log: (!args.keep_console).then(|| zone.console_log()),
     };
-    let mut vmm = VmmProcess::spawn(&vmm_binary, &config, args.keep_console)
+    let vmm = VmmProcess::spawn(&prepared.vmm_binary, &config, args.keep_console)
         .context("starting the VMM (is zone-vmm built? pass --vmm PATH)")?;
-    interrupt.set_vmm(Some(vmm.pid()));
     tracing::debug!(pid = vmm.pid().as_raw(), "VMM started");
+    state.vmm_pid = Some(vmm.pid().as_raw());
+    state.status = Status::Running;
+    state.save(zone.path())?;
+    Ok((listener, vmm))
+}
 
-    let request = RunCommandRequest {
-        args: workload.command,
-        env: workload.env,
-        stdin,
-        cwd: workload.cwd,
-        rootfs: workload.rootfs.as_ref().map(|rootfs| ContainerRootfs {
-            device: ROOTFS_DEVICE.to_string(),
-            fstype: rootfs.fstype.clone(),
-        }),
-        user: workload.user,
-        hostname: args.hostname.clone().unwrap_or_default(),
-    };
-    let response = match talk_to_agent(&listener, &mut vmm, &interrupt, request) {
-        Ok(response) => response,
-        Err(e) => {
-            let stopped = vmm.kill();
-            interrupt.set_vmm(None);
-            if let Some(signal) = interrupt.received() {
-                eprintln!(
-                    "zonectl: interrupted by {signal}; zone {} stopped",
-                    zone.id()
-                );
-                return Ok(128 + signal as i32);
-            }
-            report_zone_failure(&zone, &mut vmm, stopped.ok());
-            return Err(e.context(format!("zone {} failed", zone.id())));
+/// Waits for the agent, runs the command, powers the zone off and waits for the VMM. Every
+/// outcome leaves the VMM exited.
+pub fn drive(
+    zone: &ZoneDir,
+    listener: &UnixListener,
+    vmm: &mut VmmProcess,
+    interrupt: &Interrupt,
+    request: RunCommandRequest,
+) -> Outcome {
+    match talk_to_agent(listener, vmm, interrupt, request) {
+        Ok(response) => {
+            finish_vmm(vmm, zone);
+            Outcome::Finished(response)
         }
-    };
-    finish_vmm(&mut vmm, &zone);
-    interrupt.set_vmm(None);
-    print_output(&response)?;
-    Ok(exit_code(&response))
+        Err(e) => {
+            let exited_first = vmm.try_status().ok().flatten();
+            let stopped = vmm.kill();
+            if let Some(signal) = interrupt.received() {
+                return Outcome::Interrupted(signal);
+            }
+            match exited_first.or_else(|| stopped.ok()) {
+                Some(status) if exited_first.is_some() => Outcome::VmmDied(status, e),
+                _ => Outcome::Failed(e),
+            }
+        }
+    }
 }
 
 /// The zone's disks in attach order: the rootfs image first (read-only), then `--disk`s.
@@ -127,7 +255,7 @@ fn zone_disks(rootfs: Option<&RootfsSpec>, disks: &[DiskSpec]) -> Vec<DiskSpec> 
 }
 
 /// Accepts the agent, runs the command and asks the zone to power off.
-fn talk_to_agent(
+pub fn talk_to_agent(
     listener: &UnixListener,
     vmm: &mut VmmProcess,
     interrupt: &Interrupt,
@@ -199,7 +327,7 @@ pub fn exit_code(response: &RunCommandResponse) -> i32 {
     }
 }
 
-fn report_zone_failure(
+pub fn report_zone_failure(
     zone: &ZoneDir,
     vmm: &mut VmmProcess,
     status: Option<std::process::ExitStatus>,

@@ -95,7 +95,7 @@ mod tests {
             .chain(argv);
         match crate::cli::Cli::parse_from(full).command {
             crate::cli::Command::Run(args) => args,
-            crate::cli::Command::Image(_) => panic!("parsed as image"),
+            _ => panic!("parsed as another verb"),
         }
     }
 

@@ -2,7 +2,9 @@
 //!
 //! It holds the VMM's vsock socket (`vsock.sock`), the listener the agent's connection arrives
 //! at (`vsock.sock_1024`: guest-initiated connections to port N reach `<socket>_N`) and the
-//! serial console log (`console.log`).
+//! serial console log (`console.log`); for zones started with `zonectl run` also the zone's
+//! state (`state.json`, see `zone_state`), and for detached ones the command's output
+//! (`stdout.log`, `stderr.log`) and the supervisor's own log (`supervisor.log`).
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read};
@@ -30,6 +32,7 @@ pub enum ZoneDirError {
 pub struct ZoneDir {
     id: String,
     path: PathBuf,
+    remove_on_drop: bool,
 }
 
 impl ZoneDir {
@@ -44,10 +47,38 @@ impl ZoneDir {
             let id = random_id().map_err(ZoneDirError::RandomId)?;
             let path = root.join(&id);
             match DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(ZoneDir { id, path }),
+                Ok(()) => {
+                    return Ok(ZoneDir {
+                        id,
+                        path,
+                        remove_on_drop: true,
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(ZoneDirError::CreateDir(path, e)),
             }
+        }
+    }
+
+    /// An existing zone's directory, `<root>/<id>/`; kept on drop.
+    pub fn open(root: &Path, id: &str) -> Self {
+        ZoneDir {
+            id: id.to_string(),
+            path: root.join(id),
+            remove_on_drop: false,
+        }
+    }
+
+    /// Whether dropping this removes the directory.
+    pub fn set_remove_on_drop(&mut self, remove: bool) {
+        self.remove_on_drop = remove;
+    }
+
+    /// Removes the directory with everything in it now.
+    pub fn remove(&self) -> io::Result<()> {
+        match fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
         }
     }
 
@@ -69,6 +100,21 @@ impl ZoneDir {
         self.path.join(format!("vsock.sock_{port}"))
     }
 
+    /// The command's standard output, written when it ends (detached zones).
+    pub fn stdout_log(&self) -> PathBuf {
+        self.path.join("stdout.log")
+    }
+
+    /// The command's standard error, written when it ends (detached zones).
+    pub fn stderr_log(&self) -> PathBuf {
+        self.path.join("stderr.log")
+    }
+
+    /// The supervisor's stdout and stderr (detached zones).
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.path.join("supervisor.log")
+    }
+
     /// The serial console log (`--serial-log`).
     pub fn console_log(&self) -> PathBuf {
         self.path.join("console.log")
@@ -77,9 +123,11 @@ impl ZoneDir {
 
 impl Drop for ZoneDir {
     fn drop(&mut self) {
-        match fs::remove_dir_all(&self.path) {
+        if !self.remove_on_drop {
+            return;
+        }
+        match self.remove() {
             Ok(()) => tracing::debug!(path = %self.path.display(), "zone state removed"),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), error = %e, "removing zone state")
             }
@@ -127,6 +175,24 @@ mod tests {
             zone.vsock_listener(1024),
             zone.path().join("vsock.sock_1024")
         );
+    }
+
+    #[test]
+    fn test_zone_dir_kept_then_opened_and_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let mut zone = ZoneDir::create(root.path()).unwrap();
+        zone.set_remove_on_drop(false);
+        let id = zone.id().to_string();
+        drop(zone);
+
+        let opened = ZoneDir::open(root.path(), &id);
+        let kept = opened.path().is_dir();
+        drop(opened);
+        let still = root.path().join(&id).is_dir();
+        ZoneDir::open(root.path(), &id).remove().unwrap();
+
+        assert!(kept && still);
+        assert!(!root.path().join(&id).exists());
     }
 
     #[test]
