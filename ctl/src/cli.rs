@@ -114,6 +114,10 @@ pub struct RunArgs {
     /// Send zonectl's standard input to the command (read to its end before the zone starts).
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
+    /// Give the command a terminal: its stdin, stdout and stderr are a pseudo-terminal in the
+    /// zone, and what it writes comes back on stdout (output is returned when it exits).
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
 
     /// The zone's Linux kernel (bzImage).
     #[arg(long, value_name = "PATH", env = "ZONES_KERNEL")]
@@ -286,7 +290,7 @@ mod tests {
         assert_eq!(run.memory, Size::from_mib(256));
         assert!(run.disks.is_empty() && run.env.is_empty());
         assert!(run.rootfs.is_none() && run.user.is_none() && run.workdir.is_none());
-        assert!(!run.interactive && !run.keep_console && !run.force);
+        assert!(!run.interactive && !run.tty && !run.keep_console && !run.force);
         assert_eq!(run.vmm, None);
         assert_eq!(run.kernel, PathBuf::from("/k"));
         assert_eq!(run.args, ["echo", "hi"]);

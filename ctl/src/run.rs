@@ -166,6 +166,7 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
             }),
             user: workload.user,
             hostname: args.hostname.clone().unwrap_or_default(),
+            tty: args.tty,
         },
         vmm_binary: args.vmm.clone().unwrap_or_else(default_vmm),
         image,

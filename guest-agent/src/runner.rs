@@ -5,12 +5,14 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 
 use nix::sys::signal::SigSet;
 use zone_proto::agent::v1::{RunCommandRequest, RunCommandResponse};
 
+use crate::container::rootfs::CONTAINER_ROOT;
 use crate::container::Launch;
 use crate::reaper::{ChildWaiter, ExitOutcome};
 use crate::tty::Pty;
@@ -33,7 +35,12 @@ pub fn run_command(request: &RunCommandRequest, waiter: &dyn ChildWaiter) -> Run
         Ok(built) => built,
         Err(message) => return error_response(EXIT_CANNOT_RUN, message),
     };
-    let pty = match request.tty.then(Pty::open).transpose() {
+    // A container has its own devpts: its terminal must come from there to have a name in it.
+    let ptmx = match request.rootfs {
+        Some(_) => Path::new(CONTAINER_ROOT).join("dev/pts/ptmx"),
+        None => PathBuf::from("/dev/ptmx"),
+    };
+    let pty = match request.tty.then(|| Pty::open(&ptmx)).transpose() {
         Ok(pty) => pty,
         Err(e) => return error_response(EXIT_CANNOT_RUN, format!("cannot open a terminal: {e}")),
     };

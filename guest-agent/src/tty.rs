@@ -2,14 +2,14 @@
 //! becomes the command's stdin, stdout, stderr and controlling terminal; the agent writes the
 //! request's stdin to the master side and reads everything back from it.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
-
-use nix::pty::openpty;
 
 /// The two ends of a fresh pseudo-terminal.
 #[derive(Debug)]
@@ -19,12 +19,31 @@ pub struct Pty {
 }
 
 impl Pty {
-    pub fn open() -> io::Result<Self> {
-        let pair = openpty(None, None).map_err(io::Error::from)?;
-        Ok(Self {
-            master: pair.master,
-            slave: pair.slave,
-        })
+    /// Opens a terminal on the devpts instance whose multiplexer is `ptmx` (the zone's
+    /// `/dev/ptmx`, or a container's own `<root>/dev/pts/ptmx`, so that the command can name
+    /// its terminal). The slave side is opened from the master (TIOCGPTPEER), not by a path
+    /// that may mean something else in the container.
+    pub fn open(ptmx: &Path) -> io::Result<Self> {
+        let master: OwnedFd = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(ptmx)?
+            .into();
+        let unlock: libc::c_int = 0;
+        // SAFETY: TIOCSPTLCK reads one c_int through the pointer, which is valid for the call.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+        // SAFETY: TIOCGPTPEER takes its flags by value and returns a new descriptor or -1.
+        let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel and is owned by nothing else.
+        let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { master, slave })
     }
 
     /// Makes the slave side `command`'s stdio and, in a new session, its controlling terminal.
@@ -87,7 +106,7 @@ mod tests {
 
     #[test]
     fn test_pty_command_sees_a_terminal_and_output_returns() {
-        let pty = Pty::open().expect("openpty");
+        let pty = Pty::open(Path::new("/dev/ptmx")).expect("openpty");
         let mut cmd = Command::new("sh");
         cmd.args([
             "-c",

@@ -20,6 +20,8 @@ echo "listed=$(zonectl image ls | grep -c '^busybox:latest ')"
 echo "hello=$(zonectl run busybox echo hello)"; echo "hello-exit=$?"
 zonectl run busybox sh -c 'exit 7'; echo "exit7=$?"
 echo "stdin=$(echo abc | zonectl run -i busybox cat)"
+echo "tty=$(zonectl run -t busybox sh -c 'tty >/dev/null && echo yes || echo no' | tr -d '\r')"
+echo "no-tty=$(zonectl run busybox sh -c 'tty >/dev/null && echo yes || echo no')"
 zonectl run -e GREETING=hi -w /tmp -u nobody busybox \
   sh -c 'echo "flags=$GREETING $(pwd) $(id -u) $PATH"'
 img=$(ls /var/lib/zones/rootfs/*.ext4)
@@ -39,6 +41,8 @@ echo "left-state=$(ls -A /run/zones | wc -l)"
     assert_eq!(value(&out, "hello-exit"), "0", "{out:#?}");
     assert_eq!(value(&out, "exit7"), "7", "{out:#?}");
     assert_eq!(value(&out, "stdin"), "abc", "{out:#?}");
+    assert_eq!(value(&out, "tty"), "yes", "-t gives a terminal\n{out:#?}");
+    assert_eq!(value(&out, "no-tty"), "no", "{out:#?}");
     assert_eq!(
         value(&out, "flags"),
         "hi /tmp 65534 /usr/sbin:/usr/bin:/sbin:/bin",
