@@ -14,6 +14,7 @@ pub mod run;
 pub mod size;
 pub mod stop;
 pub mod supervise;
+pub mod timing;
 pub mod vmm_process;
 pub mod workload;
 pub mod zone_dir;

@@ -23,6 +23,7 @@ use zone_proto::agent::v1::{ContainerRootfs, RunCommandRequest, RunCommandRespon
 use crate::agent_conn::{AgentConn, AGENT_PORT};
 use crate::cli::{DiskSpec, RootfsSpec, RunArgs};
 use crate::interrupt::Interrupt;
+use crate::timing;
 use crate::vmm_process::{VmmConfig, VmmProcess};
 use crate::workload;
 use crate::zone_dir::ZoneDir;
@@ -69,8 +70,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if args.detach {
         return crate::supervise::start_detached(&args);
     }
+    timing::start();
     check_name_free(&args)?;
     let prepared = prepare(&args)?;
+    timing::mark("image lookup and root file system");
     let interrupt = Interrupt::install().context("installing signal handling")?;
 
     let _armed = interrupt.arm();
@@ -80,6 +83,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut state = new_state(&zone, &args, &prepared);
     state.save(zone.path())?;
     let (listener, mut vmm) = launch(&zone, &args, &prepared, &mut state)?;
+    timing::mark("VMM spawned");
     interrupt.set_vmm(Some(vmm.pid()));
     let outcome = drive(&zone, &listener, &mut vmm, &interrupt, prepared.request);
     interrupt.set_vmm(None);
@@ -272,7 +276,9 @@ pub fn talk_to_agent(
             Err(e) => Some(format!("{e:#}")),
         }
     })?;
+    timing::mark("VMM start, kernel boot, agent connects");
     let ready = conn.read_ready(AGENT_READY_TIMEOUT)?;
+    timing::mark("agent ready");
     tracing::info!(
         agent = %ready.agent_version,
         kernel = %ready.kernel_release,
@@ -280,6 +286,7 @@ pub fn talk_to_agent(
         "agent ready"
     );
     let response = conn.run(request)?;
+    timing::mark("container set up, command ran");
     conn.shutdown(Action::PowerOff)?;
     Ok(response)
 }
@@ -287,7 +294,7 @@ pub fn talk_to_agent(
 /// Waits for the VMM to exit after the shutdown request, killing it if it does not.
 fn finish_vmm(vmm: &mut VmmProcess, zone: &ZoneDir) {
     match vmm.wait_timeout(VMM_EXIT_TIMEOUT) {
-        Ok(Some(status)) if status.success() => {}
+        Ok(Some(status)) if status.success() => timing::mark("zone powered off"),
         Ok(Some(status)) => {
             eprintln!("zonectl: warning: the VMM exited with {status} after the command finished");
             eprint!("{}", vmm.stderr_tail());
