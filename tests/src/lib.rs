@@ -146,3 +146,39 @@ fn add_spec(host: &Path, guest: &str) -> String {
     );
     format!("{host}:{guest}")
 }
+
+/// Appended to a testbed script: reports what zones left behind, for [`assert_nothing_left`].
+pub const REPORT_LEFTOVERS: &str = r#"
+echo "left-state=$(ls -A /run/zones 2>/dev/null | wc -l)"
+echo "left-vmm=$(ps -o comm | grep -c '^zone-vmm')"
+"#;
+
+/// The value of the first `KEY=VALUE` line of the script's stdout.
+///
+/// # Panics
+///
+/// When there is no such line, showing the whole output.
+pub fn value<'a>(out: &'a TestbedOutput, key: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= line\n{out:#?}"))
+}
+
+/// Asserts that stdout has `line` (ignoring surrounding white space) on a line of its own.
+pub fn assert_has(out: &TestbedOutput, line: &str) {
+    assert!(
+        out.stdout.lines().any(|l| l.trim() == line),
+        "expected the line {line:?}\n{out:#?}"
+    );
+}
+
+/// Asserts that [`REPORT_LEFTOVERS`] found no state directory and no VMM process.
+pub fn assert_nothing_left(out: &TestbedOutput) {
+    assert_eq!(
+        value(out, "left-state"),
+        "0",
+        "state directories left\n{out:#?}"
+    );
+    assert_eq!(value(out, "left-vmm"), "0", "VMM processes left\n{out:#?}");
+}

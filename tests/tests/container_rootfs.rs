@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tempfile::TempDir;
-use zone_tests::{testbed_run, TestbedOutput};
+use zone_tests::{
+    assert_has, assert_nothing_left, testbed_run, value, TestbedOutput, REPORT_LEFTOVERS,
+};
 
 /// Where the image lands inside the testbed.
 const IMAGE: &str = "/img.ext4";
@@ -16,12 +18,6 @@ const MARKER: &str = "image-marker-7f3a";
 const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "id", "pwd", "hostname", "ls", "touch", "stat", "test", "[", "env",
 ];
-
-/// Appended to every script: counts leftovers after the zones are gone.
-const REPORT_LEFTOVERS: &str = r#"
-echo "left-state=$(ls -A /run/zones 2>/dev/null | wc -l)"
-echo "left-vmm=$(ps -o comm | grep -c '^zone-vmm')"
-"#;
 
 /// Builds the test image in a temporary directory; the directory must outlive the test run.
 fn build_image() -> (TempDir, PathBuf) {
@@ -62,29 +58,6 @@ fn build_image() -> (TempDir, PathBuf) {
 fn run_with_image(script: &str) -> TestbedOutput {
     let (_dir, image) = build_image();
     testbed_run(&format!("{script}\n{REPORT_LEFTOVERS}"), &[(image, IMAGE)])
-}
-
-fn assert_has(out: &TestbedOutput, line: &str) {
-    assert!(
-        out.stdout.lines().any(|l| l.trim() == line),
-        "expected the line {line:?}\n{out:#?}"
-    );
-}
-
-fn value<'a>(out: &'a TestbedOutput, key: &str) -> &'a str {
-    out.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= line\n{out:#?}"))
-}
-
-fn assert_nothing_left(out: &TestbedOutput) {
-    assert_eq!(
-        value(out, "left-state"),
-        "0",
-        "state directories left\n{out:#?}"
-    );
-    assert_eq!(value(out, "left-vmm"), "0", "VMM processes left\n{out:#?}");
 }
 
 #[test]

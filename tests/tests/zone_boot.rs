@@ -2,39 +2,12 @@
 //! script in a fresh testbed and checks what came back; every script ends by reporting what
 //! the zones left behind (state directories, sockets, VMM processes).
 
-use zone_tests::{testbed_run, TestbedOutput};
-
-/// Appended to every script: counts leftovers after the zones are gone.
-const REPORT_LEFTOVERS: &str = r#"
-echo "left-state=$(ls -A /run/zones 2>/dev/null | wc -l)"
-echo "left-vmm=$(ps -o comm | grep -c '^zone-vmm')"
-"#;
+use zone_tests::{
+    assert_has, assert_nothing_left, testbed_run, value, TestbedOutput, REPORT_LEFTOVERS,
+};
 
 fn run_in_testbed(script: &str) -> TestbedOutput {
     testbed_run(&format!("{script}\n{REPORT_LEFTOVERS}"), &[])
-}
-
-fn assert_has(out: &TestbedOutput, line: &str) {
-    assert!(
-        out.stdout.lines().any(|l| l.trim() == line),
-        "expected the line {line:?}\n{out:#?}"
-    );
-}
-
-fn value<'a>(out: &'a TestbedOutput, key: &str) -> &'a str {
-    out.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= line\n{out:#?}"))
-}
-
-fn assert_nothing_left(out: &TestbedOutput) {
-    assert_eq!(
-        value(out, "left-state"),
-        "0",
-        "state directories left\n{out:#?}"
-    );
-    assert_eq!(value(out, "left-vmm"), "0", "VMM processes left\n{out:#?}");
 }
 
 #[test]

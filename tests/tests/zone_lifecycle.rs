@@ -1,14 +1,7 @@
 //! Tier 3: detached zones and their lifecycle in the KVM testbed: `run -d`, `ps`, `logs`,
 //! `inspect`, `stop`, `rm`, and cleaning up a zone whose VMM was killed with SIGKILL.
 
-use zone_tests::{testbed_run, TestbedOutput};
-
-fn value<'a>(out: &'a TestbedOutput, key: &str) -> &'a str {
-    out.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= line\n{out:#?}"))
-}
+use zone_tests::{testbed_run, value};
 
 #[test]
 fn test_detached_zones_ps_logs_stop_rm_and_killed_vmm_cleaned_up() {
