@@ -29,6 +29,7 @@ pub enum Command {
     Run(RunArgs),
     Ps(crate::ps::PsArgs),
     Logs(crate::logs::LogsArgs),
+    Exec(crate::exec::ExecArgs),
     Stop(crate::stop::StopArgs),
     Rm(crate::rm::RmArgs),
     Inspect(crate::inspect::InspectArgs),

@@ -4,6 +4,7 @@
 
 pub mod agent_conn;
 pub mod cli;
+pub mod exec;
 pub mod image;
 pub mod inspect;
 pub mod interrupt;

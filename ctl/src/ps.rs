@@ -80,6 +80,7 @@ mod tests {
 
     fn zone(status: Status) -> ZoneState {
         ZoneState {
+            rootfs_fstype: None,
             id: "abcdef012345".into(),
             name: Some("job".into()),
             image: "busybox".into(),

@@ -40,7 +40,7 @@ const VMM_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_STDIN: u64 = 15 << 20;
 const CONSOLE_TAIL_LINES: usize = 40;
 /// Where the `--rootfs` image appears in the zone: it is attached as the first disk.
-const ROOTFS_DEVICE: &str = "/dev/vda";
+pub const ROOTFS_DEVICE: &str = "/dev/vda";
 
 /// Everything a zone needs, checked and resolved before anything starts.
 #[derive(Debug)]
@@ -183,6 +183,7 @@ pub fn new_state(zone: &ZoneDir, args: &RunArgs, prepared: &Prepared) -> ZoneSta
         id: zone.id().to_string(),
         name: args.name.clone(),
         image: prepared.image.clone(),
+        rootfs_fstype: prepared.request.rootfs.as_ref().map(|r| r.fstype.clone()),
         command: prepared.request.args.clone(),
         created: zone_state::now(),
         supervisor_pid: i32::try_from(std::process::id()).ok(),
@@ -310,7 +311,7 @@ fn finish_vmm(vmm: &mut VmmProcess, zone: &ZoneDir) {
     }
 }
 
-fn print_output(response: &RunCommandResponse) -> anyhow::Result<()> {
+pub fn print_output(response: &RunCommandResponse) -> anyhow::Result<()> {
     io::stdout()
         .write_all(&response.stdout)
         .and_then(|()| io::stdout().flush())
@@ -373,7 +374,7 @@ fn default_vmm() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("zone-vmm"))
 }
 
-fn read_stdin() -> anyhow::Result<Vec<u8>> {
+pub fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut input = Vec::new();
     io::stdin()
         .take(MAX_STDIN + 1)

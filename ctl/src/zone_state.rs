@@ -56,6 +56,9 @@ pub struct ZoneState {
     pub id: String,
     pub name: Option<String>,
     pub image: String,
+    /// File system type of the container root on /dev/vda, if the zone has one.
+    #[serde(default)]
+    pub rootfs_fstype: Option<String>,
     pub command: Vec<String>,
     /// Seconds since the Unix epoch.
     pub created: u64,
@@ -206,6 +209,7 @@ mod tests {
 
     fn state(id: &str, name: Option<&str>) -> ZoneState {
         ZoneState {
+            rootfs_fstype: None,
             id: id.to_string(),
             name: name.map(str::to_string),
             image: "busybox".to_string(),

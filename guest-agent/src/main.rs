@@ -47,6 +47,13 @@ fn main() {
     if let Err(e) = signals::spawn_handler(Arc::clone(&reaper)) {
         fatal(&format!("starting the signal thread: {e}"));
     }
+    let exec_reaper = Arc::clone(&reaper);
+    if let Err(e) = std::thread::Builder::new()
+        .name("exec".into())
+        .spawn(move || serve_exec(&exec_reaper))
+    {
+        tracing::warn!(error = %e, "no exec listener: zonectl exec will not work");
+    }
     let action = match serve_host(&reaper) {
         Ok(SessionEnd::Shutdown(action)) => PowerAction::from(action),
         Ok(SessionEnd::Closed) => {
@@ -71,6 +78,38 @@ fn serve_host(reaper: &Reaper) -> Result<SessionEnd, String> {
     tracing::info!(kernel = %ready.kernel_release, cpus = ready.online_cpus, "connected to host");
     session::send_ready(&mut writer, &ready).map_err(|e| report(&e))?;
     session::serve(&mut BufReader::new(stream), &mut writer, reaper).map_err(|e| report(&e))
+}
+
+/// Serves `zonectl exec`: each connection on the exec port runs its commands beside the main
+/// one. A shutdown request there is ignored: only the main connection stops the zone.
+fn serve_exec(reaper: &Arc<Reaper>) {
+    let listener = match vsock::listen_on(vsock::EXEC_PORT) {
+        Ok(listener) => listener,
+        Err(e) => return tracing::warn!(error = %report(&e), "exec listener"),
+    };
+    loop {
+        let stream = match vsock::accept_one(&listener) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %report(&e), "exec accept");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+        };
+        let reaper = Arc::clone(reaper);
+        let spawned = std::thread::Builder::new()
+            .name("exec-session".into())
+            .spawn(move || {
+                let Ok(mut writer) = stream.try_clone() else {
+                    return;
+                };
+                let end = session::serve(&mut BufReader::new(stream), &mut writer, &*reaper);
+                tracing::info!(?end, "exec session ended");
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "exec session thread");
+        }
+    }
 }
 
 /// An error with its chain of sources, one line.

@@ -31,6 +31,9 @@ echo "inspect-exit=$(zonectl inspect "$(echo "$job" | cut -c1-5)" | grep '"exit_
 web=$(zonectl run -d --name web busybox sh -c 'echo started; sleep 1000')
 await "$web" running
 echo "web-status=$(status "$web")"
+echo "exec-out=$(zonectl exec web sh -c 'echo in-$(hostname); test -e /init && echo zone-root || echo container-root' | tr '\n' ' ')"
+zonectl exec web sh -c 'exit 5'; echo "exec-rc=$?"
+echo "exec-tty=$(zonectl exec -t web sh -c 'tty >/dev/null && echo yes' | tr -d '\r')"
 zonectl rm web 2>/tmp/rm-running; echo "rm-running-rc=$?"
 grep -q 'zonectl stop' /tmp/rm-running && echo rm-says-stop
 start=$(date +%s)
@@ -56,6 +59,13 @@ ls -A /run/zones; ps -o pid,stat,comm,args
     );
     assert_eq!(value(&out, "job-rc"), "0", "{out:#?}");
     assert_eq!(value(&out, "job-id"), "1", "run -d prints the id\n{out:#?}");
+    assert_eq!(
+        value(&out, "exec-out").trim(),
+        "in-zone container-root",
+        "exec runs in the running zone's container\n{out:#?}"
+    );
+    assert_eq!(value(&out, "exec-rc"), "5", "{out:#?}");
+    assert_eq!(value(&out, "exec-tty"), "yes", "{out:#?}");
     assert_ne!(value(&out, "dup-rc"), "0", "{out:#?}");
     assert!(
         out.stdout.lines().any(|l| l == "dup-says-taken"),
