@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use zone_proto::agent::v1::shutdown_request::Action;
 use zone_proto::agent::v1::{
-    agent_request, AgentReady, AgentRequest, RunCommandRequest, RunCommandResponse, ShutdownRequest,
+    agent_request, AgentReady, AgentRequest, RunCommandRequest, RunCommandResponse,
+    ShutdownRequest, SignalRequest, SignalResponse,
 };
 use zone_proto::frame::{read_frame, write_frame, FrameError};
 
@@ -113,6 +114,12 @@ impl AgentConn {
         request: RunCommandRequest,
     ) -> Result<RunCommandResponse, AgentConnError> {
         self.send(agent_request::Kind::Run(request))?;
+        self.receive()
+    }
+
+    /// Sends `signal` to the zone's main command; the agent says whether it could.
+    pub fn signal(&mut self, signal: i32) -> Result<SignalResponse, AgentConnError> {
+        self.send(agent_request::Kind::Signal(SignalRequest { signal }))?;
         self.receive()
     }
 

@@ -30,6 +30,7 @@ pub enum Command {
     Ps(crate::ps::PsArgs),
     Logs(crate::logs::LogsArgs),
     Exec(crate::exec::ExecArgs),
+    Kill(crate::kill::KillArgs),
     Stop(crate::stop::StopArgs),
     Rm(crate::rm::RmArgs),
     Inspect(crate::inspect::InspectArgs),

@@ -98,7 +98,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<i32> {
 }
 
 /// Connects to guest `port`, retrying while the zone boots and its agent is not listening yet.
-fn connect_retrying(socket: &std::path::Path, port: u32) -> anyhow::Result<UnixStream> {
+pub fn connect_retrying(socket: &std::path::Path, port: u32) -> anyhow::Result<UnixStream> {
     let deadline = std::time::Instant::now() + BOOT_PATIENCE;
     loop {
         match connect(socket, port) {

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod image;
 pub mod inspect;
 pub mod interrupt;
+pub mod kill;
 pub mod logs;
 pub mod ps;
 pub mod rm;

@@ -25,6 +25,7 @@ fn main() {
         Command::Ps(args) => zonectl::ps::run(args).map(|()| 0),
         Command::Logs(args) => zonectl::logs::run(args).map(|()| 0),
         Command::Exec(args) => zonectl::exec::run(args),
+        Command::Kill(args) => zonectl::kill::run(args).map(|()| 0),
         Command::Stop(args) => zonectl::stop::run(args).map(|()| 0),
         Command::Rm(args) => zonectl::rm::run(args).map(|()| 0),
         Command::Inspect(args) => zonectl::inspect::run(args).map(|()| 0),

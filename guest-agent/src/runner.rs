@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 
-use nix::sys::signal::SigSet;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::unistd::Pid;
+use std::sync::atomic::{AtomicI32, Ordering};
 use zone_proto::agent::v1::{RunCommandRequest, RunCommandResponse};
 
 use crate::container::rootfs::CONTAINER_ROOT;
@@ -28,6 +30,27 @@ pub const MAX_CAPTURE: usize = 7 << 20;
 pub const EXIT_NOT_FOUND: i32 = 127;
 /// Exit code reported when the command could not be run for another reason.
 pub const EXIT_CANNOT_RUN: i32 = 126;
+
+/// Pid of the zone's main command: the first command started while none was registered.
+static MAIN_COMMAND: AtomicI32 = AtomicI32::new(0);
+
+/// Why a signal could not be sent to the main command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignalMainError {
+    NoCommand,
+    Failed(String),
+}
+
+/// Sends `signal` to the zone's main command.
+pub fn signal_main(signal: i32) -> Result<(), SignalMainError> {
+    let signal = Signal::try_from(signal)
+        .map_err(|_| SignalMainError::Failed(format!("{signal} is not a signal")))?;
+    match MAIN_COMMAND.load(Ordering::SeqCst) {
+        0 => Err(SignalMainError::NoCommand),
+        pid => kill(Pid::from_raw(pid), signal)
+            .map_err(|e| SignalMainError::Failed(format!("signalling pid {pid}: {e}"))),
+    }
+}
 
 /// Runs the requested command; never fails, problems are reported in the response.
 pub fn run_command(request: &RunCommandRequest, waiter: &dyn ChildWaiter) -> RunCommandResponse {
@@ -56,6 +79,10 @@ pub fn run_command(request: &RunCommandRequest, waiter: &dyn ChildWaiter) -> Run
         }
         Err(e) => return error_response(EXIT_CANNOT_RUN, format!("{program}: {e}")),
     };
+    let pid = i32::try_from(child.id()).unwrap_or(0);
+    let is_main = MAIN_COMMAND
+        .compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok();
     // The command holds copies of the terminal's slave side: they must close before reading
     // the master can end.
     drop(command);
@@ -68,7 +95,11 @@ pub fn run_command(request: &RunCommandRequest, waiter: &dyn ChildWaiter) -> Run
         stderr,
         ..Default::default()
     };
-    match waiter.wait(child) {
+    let waited = waiter.wait(child);
+    if is_main {
+        MAIN_COMMAND.store(0, Ordering::SeqCst);
+    }
+    match waited {
         Ok(ExitOutcome::Exited(code)) => response.exit_code = code,
         Ok(ExitOutcome::Signaled(signal)) => response.signal = signal,
         Err(e) => {

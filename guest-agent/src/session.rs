@@ -7,11 +7,13 @@
 use std::io::{self, Read, Write};
 
 use zone_proto::agent::v1::shutdown_request::Action;
-use zone_proto::agent::v1::{agent_request, AgentReady, AgentRequest, RunCommandResponse};
+use zone_proto::agent::v1::{
+    agent_request, AgentReady, AgentRequest, RunCommandResponse, SignalResponse,
+};
 use zone_proto::frame::{read_frame, write_frame, FrameError};
 
 use crate::reaper::ChildWaiter;
-use crate::runner::{run_command, EXIT_CANNOT_RUN};
+use crate::runner::{run_command, signal_main, SignalMainError, EXIT_CANNOT_RUN};
 
 /// Why a session ended normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,23 @@ pub fn serve(
                 kind: Some(agent_request::Kind::Shutdown(shutdown)),
             })) => {
                 return Ok(SessionEnd::Shutdown(shutdown.action()));
+            }
+            Ok(Some(AgentRequest {
+                kind: Some(agent_request::Kind::Signal(request)),
+            })) => {
+                let response = match signal_main(request.signal) {
+                    Ok(()) => SignalResponse::default(),
+                    Err(SignalMainError::NoCommand) => SignalResponse {
+                        error: "no command runs in the zone yet".to_string(),
+                        no_command: true,
+                    },
+                    Err(SignalMainError::Failed(error)) => SignalResponse {
+                        error,
+                        no_command: false,
+                    },
+                };
+                write_frame(writer, &response).map_err(SessionError::SendResponse)?;
+                continue;
             }
             Ok(Some(AgentRequest { kind: None })) => bad_request("request has no kind"),
             Err(FrameError::Decode(e)) => bad_request(&format!("undecodable request: {e}")),

@@ -42,6 +42,14 @@ echo "stop-secs=$(( $(date +%s) - start ))"
 echo "web-stopped=$(status "$web" -a)"
 zonectl rm web >/dev/null; echo "rm-web-rc=$?"
 
+sleeper=$(zonectl run -d --name sleeper busybox sleep 1000)
+await "$sleeper" running
+zonectl kill -s TERM sleeper; echo "kill-rc=$?"
+await "$sleeper" "exited (143)"
+echo "killed-status=$(status "$sleeper" -a)"
+zonectl kill sleeper 2>/dev/null; echo "kill-exited-rc=$?"
+zonectl rm sleeper >/dev/null; echo "rm-sleeper-rc=$?"
+
 dead=$(zonectl run -d --name dead busybox sleep 1000)
 await "$dead" running
 vmm=$(zonectl inspect dead | grep '"vmm_pid"' | tr -dc '0-9')
@@ -65,6 +73,14 @@ ls -A /run/zones; ps -o pid,stat,comm,args
         "exec runs in the running zone's container\n{out:#?}"
     );
     assert_eq!(value(&out, "exec-rc"), "5", "{out:#?}");
+    assert_eq!(value(&out, "kill-rc"), "0", "{out:#?}");
+    assert_eq!(
+        value(&out, "killed-status"),
+        "exited (143)",
+        "SIGTERM ended the main command and the zone\n{out:#?}"
+    );
+    assert_ne!(value(&out, "kill-exited-rc"), "0", "{out:#?}");
+    assert_eq!(value(&out, "rm-sleeper-rc"), "0", "{out:#?}");
     assert_eq!(value(&out, "exec-tty"), "yes", "{out:#?}");
     assert_ne!(value(&out, "dup-rc"), "0", "{out:#?}");
     assert!(
