@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use zone_agent::power::{power, PowerAction};
 use zone_agent::reaper::Reaper;
+use zone_agent::runner::report;
 use zone_agent::session::{self, SessionEnd};
 use zone_agent::{mounts, signals, sysinfo, vsock};
 
@@ -110,18 +111,6 @@ fn serve_exec(reaper: &Arc<Reaper>) {
             tracing::warn!(error = %e, "exec session thread");
         }
     }
-}
-
-/// An error with its chain of sources, one line.
-fn report(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn fatal(message: &str) -> ! {

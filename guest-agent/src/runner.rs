@@ -155,8 +155,8 @@ fn build_command(request: &RunCommandRequest) -> Result<(Command, &str), String>
     Ok((command, program))
 }
 
-/// An error with its chain of sources, on one line.
-fn report(error: &dyn std::error::Error) -> String {
+/// An error with its chain of sources, on one line (for responses and logs).
+pub fn report(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
