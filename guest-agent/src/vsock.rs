@@ -34,16 +34,20 @@ pub enum VsockError {
     Accept(#[source] Errno),
 }
 
-/// Connects to `cid:port`, retrying for up to `patience` while the host is not listening yet.
-/// A listening vsock stream socket on `port`.
-pub fn listen_on(port: u32) -> Result<OwnedFd, VsockError> {
-    let fd = socket(
+/// A new vsock stream socket, closed on exec.
+fn stream_socket() -> Result<OwnedFd, VsockError> {
+    socket(
         AddressFamily::Vsock,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(VsockError::Socket)?;
+    .map_err(VsockError::Socket)
+}
+
+/// A listening vsock stream socket on `port`.
+pub fn listen_on(port: u32) -> Result<OwnedFd, VsockError> {
+    let fd = stream_socket()?;
     let addr = VsockAddr::new(CID_ANY, port);
     bind(fd.as_raw_fd(), &addr).map_err(|source| VsockError::Listen { port, source })?;
     listen(&fd, Backlog::new(16).unwrap_or(Backlog::MAXCONN))
@@ -58,17 +62,12 @@ pub fn accept_one(listener: &OwnedFd) -> Result<File, VsockError> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// Connects to `cid:port`, retrying for up to `patience` while the host is not listening yet.
 pub fn connect_with_retry(cid: u32, port: u32, patience: Duration) -> Result<File, VsockError> {
     let addr = VsockAddr::new(cid, port);
     let deadline = Instant::now() + patience;
     loop {
-        let fd = socket(
-            AddressFamily::Vsock,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(VsockError::Socket)?;
+        let fd = stream_socket()?;
         match connect(fd.as_raw_fd(), &addr) {
             Ok(()) => return Ok(File::from(fd)),
             Err(e) if is_transient(e) && Instant::now() < deadline => {
