@@ -1,5 +1,5 @@
 //! Compiles the `.proto` sources with protox (pure Rust, no system `protoc`) and generates
-//! the Rust types with prost-build.
+//! the Rust types and the gRPC client and server code with tonic-build (on prost-build).
 
 use std::path::Path;
 
@@ -11,6 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", root.join(proto).display());
     }
     let descriptors = protox::compile(PROTOS, [root])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    tonic_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .build_transport(false)
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -1,28 +1,24 @@
-//! `zonectl exec ZONE CMD...`: run another command in a running zone, beside its main one.
-//!
-//! The agent listens on vsock port [`EXEC_PORT`]; we reach it through the zone's hybrid vsock
-//! socket (`CONNECT <port>\n`, answered `OK <host port>\n`) and send one `RunCommandRequest`
-//! in the zone's container root file system, if it has one.
+//! `zonectl exec ZONE CMD...`: another process in a running zone's container, attached to
+//! this terminal like `run`: the agent's ExecProcess, then StartProcess with the output
+//! streamed back, stdin streamed in (`-i`) and a terminal (`-t`). The process gets the
+//! container's environment, with `-e` on top.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
-use zone_proto::agent::v1::{ContainerRootfs, RunCommandRequest};
+use tonic::Code;
+use zone_proto::agent::v1::{ExecProcessRequest, ProcessSpec};
 
-use crate::agent_conn::AgentConn;
+use crate::agent_client;
+use crate::attach::{self, Attach, Sink};
 use crate::cli::ZoneRef;
-use crate::run::{exit_code, print_output, read_stdin, ROOTFS_DEVICE};
+use crate::run::CONTAINER_ID;
 use crate::zone_dir::ZoneDir;
 use crate::zone_state;
 
-/// The agent's port for further commands.
-pub const EXEC_PORT: u32 = 1025;
-/// How long a zone that is still booting may take until its agent listens.
-const BOOT_PATIENCE: Duration = Duration::from_secs(60);
-/// How long the zone's vsock device may take to reach the agent.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for a zone that is still booting or starting its command.
+pub const BOOT_PATIENCE: Duration = Duration::from_secs(60);
+const RETRY: Duration = Duration::from_millis(200);
 
 /// Run a command in a running zone (in its container, as the main command runs).
 #[derive(Debug, clap::Args)]
@@ -68,65 +64,80 @@ pub fn run(args: ExecArgs) -> anyhow::Result<i32> {
         );
     }
     let zone = ZoneDir::open(&args.zone.state_root, &state.id);
-    let stream = connect_retrying(&zone.vsock_socket(), EXEC_PORT).with_context(|| {
-        format!(
-            "cannot reach the agent of zone {} (is it still starting?)",
-            state.id
-        )
-    })?;
-    let stdin = if args.interactive {
-        read_stdin()?
-    } else {
-        Vec::new()
-    };
-    let request = RunCommandRequest {
+    let exec_id = new_exec_id();
+    let process = ProcessSpec {
         args: args.command,
-        env: args.env,
-        stdin,
+        env: state.env.iter().chain(&args.env).cloned().collect(),
         cwd: args.workdir.unwrap_or_default(),
-        rootfs: state.rootfs_fstype.map(|fstype| ContainerRootfs {
-            device: ROOTFS_DEVICE.to_string(),
-            fstype,
-        }),
         user: args.user.unwrap_or_default(),
-        hostname: String::new(),
-        tty: args.tty,
+        terminal: args.tty,
+        stdin: args.interactive,
+        ..Default::default()
     };
-    let response = AgentConn::from_stream(stream)?.run(request)?;
-    print_output(&response)?;
-    Ok(exit_code(&response))
-}
-
-/// Connects to guest `port`, retrying while the zone boots and its agent is not listening yet.
-pub fn connect_retrying(socket: &std::path::Path, port: u32) -> anyhow::Result<UnixStream> {
-    let deadline = std::time::Instant::now() + BOOT_PATIENCE;
-    loop {
-        match connect(socket, port) {
-            Ok(stream) => return Ok(stream),
-            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+    let attach = Attach {
+        stdin: args.interactive,
+        tty: args.tty,
+        sink: Sink::Terminal,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let end = runtime.block_on(async {
+        let mut client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the agent of zone {} (is it still starting?)",
+                    state.id
+                )
+            })?;
+        let deadline = Instant::now() + BOOT_PATIENCE;
+        loop {
+            let request = ExecProcessRequest {
+                container_id: CONTAINER_ID.to_string(),
+                exec_id: exec_id.clone(),
+                process: Some(process.clone()),
+            };
+            match client.exec_process(request).await {
+                Ok(_) => break,
+                // The zone is up but its command not started yet.
+                Err(status)
+                    if matches!(status.code(), Code::NotFound | Code::FailedPrecondition)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(RETRY).await;
+                }
+                Err(status) => bail!("zone {}: {}", state.id, status.message()),
+            }
         }
+        attach::start_attached(&client, CONTAINER_ID, &exec_id, &attach).await
+    })?;
+    if !end.error.is_empty() {
+        eprintln!("zonectl: {}", end.error);
     }
+    Ok(end.status())
 }
 
-/// Opens a stream to guest `port` through the zone's hybrid vsock socket.
-fn connect(socket: &std::path::Path, port: u32) -> anyhow::Result<UnixStream> {
-    let mut stream = UnixStream::connect(socket)
-        .with_context(|| format!("connecting to {}", socket.display()))?;
-    stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-    stream.write_all(format!("CONNECT {port}\n").as_bytes())?;
-    let mut line = String::new();
-    // Read the answer byte by byte: what follows it belongs to the agent's stream.
-    let mut reader = BufReader::with_capacity(1, &stream);
-    reader
-        .read_line(&mut line)
-        .context("reading the vsock answer")?;
-    if !line.starts_with("OK ") {
-        bail!(
-            "the zone's vsock device refused port {port}: {:?}",
-            line.trim()
-        );
+/// An exec id no other zonectl uses at the same time: this process's id and the time.
+fn new_exec_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("exec-{}-{nanos}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_new_exec_id_is_a_valid_agent_id() {
+        let id = new_exec_id();
+        assert!(id.len() <= 64);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
     }
-    stream.set_read_timeout(None)?;
-    Ok(stream)
 }

@@ -1,15 +1,17 @@
 //! `zonectl kill [-s SIGNAL] ZONE`: signal a running zone's main command, through its agent.
 //! The zone ends when that command does, as with `docker kill`.
 
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
+use tonic::Code;
+use zone_proto::agent::v1::SignalProcessRequest;
 
-use crate::agent_conn::AgentConn;
+use crate::agent_client;
 use crate::cli::ZoneRef;
-use crate::exec::{connect_retrying, EXEC_PORT};
+use crate::exec::BOOT_PATIENCE;
+use crate::run::CONTAINER_ID;
 use crate::zone_dir::ZoneDir;
 use crate::zone_state;
 
@@ -48,19 +50,38 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
         bail!("zone {} is not running ({})", state.id, state.status_text());
     }
     let zone = ZoneDir::open(&args.zone.state_root, &state.id);
-    let stream = connect_retrying(&zone.vsock_socket(), EXEC_PORT)
-        .with_context(|| format!("cannot reach the agent of zone {}", state.id))?;
-    let mut conn = AgentConn::from_stream(stream)?;
-    // A zone that was just started may not have started its command yet: wait for it.
-    let deadline = Instant::now() + COMMAND_PATIENCE;
-    loop {
-        let response = conn.signal(args.signal as i32)?;
-        match (response.error.is_empty(), response.no_command) {
-            (true, _) => return Ok(()),
-            (false, true) if Instant::now() < deadline => thread::sleep(RETRY),
-            (false, _) => bail!("zone {}: {}", state.id, response.error),
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let mut client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
+            .await
+            .with_context(|| format!("cannot reach the agent of zone {}", state.id))?;
+        let deadline = Instant::now() + COMMAND_PATIENCE;
+        loop {
+            let request = SignalProcessRequest {
+                container_id: CONTAINER_ID.to_string(),
+                exec_id: String::new(),
+                signal: args.signal as i32,
+                all: false,
+            };
+            match client.signal_process(request).await {
+                Ok(_) => return Ok(()),
+                // The zone may still be starting its command.
+                Err(status) if is_not_started(&status) && Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY).await;
+                }
+                Err(status) => bail!("zone {}: {}", state.id, status.message()),
+            }
         }
-    }
+    })
+}
+
+fn is_not_started(status: &tonic::Status) -> bool {
+    status.code() == Code::NotFound
+        || (status.code() == Code::FailedPrecondition
+            && status.message().contains("not been started"))
 }
 
 #[cfg(test)]

@@ -1,16 +1,20 @@
 //! `zonectl`, the Zones operator CLI. One module per verb (`run`, `ps`, `logs`, `stop`, `rm`,
 //! `inspect`, the hidden `supervise`, `image <verb>`); the rest are the pieces
-//! the verbs share: the zone state directory, the VMM process and the agent connection.
+//! the verbs share: the zone state directory, the VMM process, the agent's lifeline and gRPC client,
+//! and attaching a zone process to the terminal.
 
-pub mod agent_conn;
+pub mod agent_client;
+pub mod attach;
 pub mod cli;
 pub mod exec;
 pub mod image;
 pub mod inspect;
 pub mod interrupt;
 pub mod kill;
+pub mod lifeline;
 pub mod logs;
 pub mod ps;
+pub mod raw_terminal;
 pub mod rm;
 pub mod run;
 pub mod size;

@@ -89,6 +89,7 @@ mod tests {
                 "-c".into(),
                 "echo out; echo err >&2; exit 3".into(),
             ],
+            env: Vec::new(),
             created: 1000,
             supervisor_pid: None,
             vmm_pid: None,

@@ -1,7 +1,8 @@
 //! `zonectl run`: run one command in a fresh zone.
 //!
-//! Flow: state dir -> listener for the agent -> VMM -> AgentReady -> RunCommandRequest ->
-//! print the output -> ShutdownRequest(POWER_OFF) -> wait for the VMM -> remove the state dir.
+//! Flow: state dir -> listener for the agent's lifeline -> VMM -> AgentReady -> the agent's
+//! gRPC service: CreateContainer, output streams attached, StartProcess, stdin streamed,
+//! WaitProcess -> Shutdown(POWER_OFF) -> wait for the VMM -> remove the state dir.
 //! The steps (`prepare`, `launch`, `drive`) are shared with detached zones' supervisor
 //! (`supervise`), which records the outcome instead of printing it.
 //! Every exit path goes through the destructors of the state dir and the VMM process, which
@@ -9,7 +10,6 @@
 
 use std::env;
 use std::fs;
-use std::io::{self, Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -18,11 +18,15 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
 use zone_proto::agent::v1::shutdown_request::Action;
-use zone_proto::agent::v1::{ContainerRootfs, RunCommandRequest, RunCommandResponse};
+use zone_proto::agent::v1::{
+    ContainerRootfs, CreateContainerRequest, ProcessSpec, ShutdownRequest,
+};
 
-use crate::agent_conn::{AgentConn, AGENT_PORT};
+use crate::agent_client;
+use crate::attach::{self, Attach, ProcessEnd, Sink};
 use crate::cli::{DiskSpec, RootfsSpec, RunArgs};
 use crate::interrupt::Interrupt;
+use crate::lifeline::{Lifeline, AGENT_PORT};
 use crate::timing;
 use crate::vmm_process::{VmmConfig, VmmProcess};
 use crate::workload;
@@ -30,22 +34,25 @@ use crate::zone_dir::ZoneDir;
 use crate::zone_state::{self, Status, ZoneState};
 
 /// zonectl's exit code when the zone failed (docker's convention).
-pub const EXIT_ZONE_FAILED: i32 = 125;
+pub use crate::attach::EXIT_ZONE_FAILED;
 
 const PVM_MODULE: &str = "/sys/module/kvm_pvm";
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const VMM_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Leaves room for the rest of the request in one 16 MiB frame.
-const MAX_STDIN: u64 = 15 << 20;
 const CONSOLE_TAIL_LINES: usize = 40;
 /// Where the `--rootfs` image appears in the zone: it is attached as the first disk.
 pub const ROOTFS_DEVICE: &str = "/dev/vda";
+/// The id of the one container `zonectl` runs in a zone.
+pub const CONTAINER_ID: &str = "main";
+/// How long `zonectl` waits for the agent's service once the agent said it is ready.
+const AGENT_API_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Everything a zone needs, checked and resolved before anything starts.
 #[derive(Debug)]
 pub struct Prepared {
-    pub request: RunCommandRequest,
+    pub create: CreateContainerRequest,
     pub disks: Vec<DiskSpec>,
     pub vmm_binary: PathBuf,
     /// What `ps` shows as the zone's image.
@@ -56,7 +63,7 @@ pub struct Prepared {
 #[derive(Debug)]
 pub enum Outcome {
     /// The command ended with this result; the zone was powered off.
-    Finished(RunCommandResponse),
+    Finished(ProcessEnd),
     /// A signal (the user's Ctrl-C, `zonectl stop`) stopped the zone.
     Interrupted(Signal),
     /// The VMM exited before the command's result arrived.
@@ -85,12 +92,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (listener, mut vmm) = launch(&zone, &args, &prepared, &mut state)?;
     timing::mark("VMM spawned");
     interrupt.set_vmm(Some(vmm.pid()));
-    let outcome = drive(&zone, &listener, &mut vmm, &interrupt, prepared.request);
+    let attach = Attach {
+        stdin: args.interactive,
+        tty: args.tty,
+        sink: Sink::Terminal,
+    };
+    let outcome = drive(
+        &zone,
+        &listener,
+        &mut vmm,
+        &interrupt,
+        prepared.create,
+        &attach,
+    );
     interrupt.set_vmm(None);
     match outcome {
-        Outcome::Finished(response) => {
-            print_output(&response)?;
-            Ok(exit_code(&response))
+        Outcome::Finished(end) => {
+            if !end.error.is_empty() {
+                eprintln!("zonectl: {}", end.error);
+            }
+            Ok(end.status())
         }
         Outcome::Interrupted(signal) => {
             eprintln!(
@@ -145,11 +166,6 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     for disk in &args.disks {
         check_file(&disk.path, "disk image (--disk)")?;
     }
-    let stdin = if args.interactive {
-        read_stdin()?
-    } else {
-        Vec::new()
-    };
     let image = if args.bare {
         "(bare)".to_string()
     } else if let Some(rootfs) = &args.rootfs {
@@ -159,18 +175,23 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     };
     Ok(Prepared {
         disks: zone_disks(workload.rootfs.as_ref(), &args.disks),
-        request: RunCommandRequest {
-            args: workload.command,
-            env: workload.env,
-            stdin,
-            cwd: workload.cwd,
+        create: CreateContainerRequest {
+            container_id: CONTAINER_ID.to_string(),
             rootfs: workload.rootfs.as_ref().map(|rootfs| ContainerRootfs {
                 device: ROOTFS_DEVICE.to_string(),
                 fstype: rootfs.fstype.clone(),
             }),
-            user: workload.user,
             hostname: args.hostname.clone().unwrap_or_default(),
-            tty: args.tty,
+            process: Some(ProcessSpec {
+                args: workload.command,
+                env: workload.env,
+                cwd: workload.cwd,
+                user: workload.user,
+                terminal: args.tty,
+                stdin: args.interactive,
+                ..Default::default()
+            }),
+            ..Default::default()
         },
         vmm_binary: args.vmm.clone().unwrap_or_else(default_vmm),
         image,
@@ -183,8 +204,19 @@ pub fn new_state(zone: &ZoneDir, args: &RunArgs, prepared: &Prepared) -> ZoneSta
         id: zone.id().to_string(),
         name: args.name.clone(),
         image: prepared.image.clone(),
-        rootfs_fstype: prepared.request.rootfs.as_ref().map(|r| r.fstype.clone()),
-        command: prepared.request.args.clone(),
+        rootfs_fstype: prepared.create.rootfs.as_ref().map(|r| r.fstype.clone()),
+        command: prepared
+            .create
+            .process
+            .as_ref()
+            .map(|p| p.args.clone())
+            .unwrap_or_default(),
+        env: prepared
+            .create
+            .process
+            .as_ref()
+            .map(|p| p.env.clone())
+            .unwrap_or_default(),
         created: zone_state::now(),
         supervisor_pid: i32::try_from(std::process::id()).ok(),
         vmm_pid: None,
@@ -230,12 +262,13 @@ pub fn drive(
     listener: &UnixListener,
     vmm: &mut VmmProcess,
     interrupt: &Interrupt,
-    request: RunCommandRequest,
+    create: CreateContainerRequest,
+    attach: &Attach,
 ) -> Outcome {
-    match talk_to_agent(listener, vmm, interrupt, request) {
-        Ok(response) => {
+    match talk_to_agent(zone, listener, vmm, interrupt, create, attach) {
+        Ok(end) => {
             finish_vmm(vmm, zone);
-            Outcome::Finished(response)
+            Outcome::Finished(end)
         }
         Err(e) => {
             let exited_first = vmm.try_status().ok().flatten();
@@ -261,13 +294,17 @@ fn zone_disks(rootfs: Option<&RootfsSpec>, disks: &[DiskSpec]) -> Vec<DiskSpec> 
 }
 
 /// Accepts the agent, runs the command and asks the zone to power off.
+/// Waits for the agent's lifeline, then creates the container, runs its process attached,
+/// and asks the zone to power off.
 pub fn talk_to_agent(
+    zone: &ZoneDir,
     listener: &UnixListener,
     vmm: &mut VmmProcess,
     interrupt: &Interrupt,
-    request: RunCommandRequest,
-) -> anyhow::Result<RunCommandResponse> {
-    let mut conn = AgentConn::accept(listener, AGENT_CONNECT_TIMEOUT, || {
+    create: CreateContainerRequest,
+    attach: &Attach,
+) -> anyhow::Result<ProcessEnd> {
+    let mut lifeline = Lifeline::accept(listener, AGENT_CONNECT_TIMEOUT, || {
         if let Some(signal) = interrupt.received() {
             return Some(format!("interrupted by {signal}"));
         }
@@ -278,7 +315,7 @@ pub fn talk_to_agent(
         }
     })?;
     timing::mark("VMM start, kernel boot, agent connects");
-    let ready = conn.read_ready(AGENT_READY_TIMEOUT)?;
+    let ready = lifeline.read_ready(AGENT_READY_TIMEOUT)?;
     timing::mark("agent ready");
     tracing::info!(
         agent = %ready.agent_version,
@@ -286,13 +323,32 @@ pub fn talk_to_agent(
         cpus = ready.online_cpus,
         "agent ready"
     );
-    let response = conn.run(request)?;
-    timing::mark("container set up, command ran");
-    conn.shutdown(Action::PowerOff)?;
-    Ok(response)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let end = runtime.block_on(async {
+        let mut client = agent_client::connect_retrying(&zone.vsock_socket(), AGENT_API_PATIENCE)
+            .await
+            .context("reaching the agent's service")?;
+        client
+            .create_container(create)
+            .await
+            .context("creating the container")?;
+        timing::mark("container created");
+        let end = attach::start_attached(&client, CONTAINER_ID, "", attach).await?;
+        client
+            .shutdown(ShutdownRequest {
+                action: Action::PowerOff as i32,
+            })
+            .await
+            .context("asking the zone to power off")?;
+        anyhow::Ok(end)
+    })?;
+    drop(lifeline);
+    Ok(end)
 }
 
-/// Waits for the VMM to exit after the shutdown request, killing it if it does not.
 fn finish_vmm(vmm: &mut VmmProcess, zone: &ZoneDir) {
     match vmm.wait_timeout(VMM_EXIT_TIMEOUT) {
         Ok(Some(status)) if status.success() => timing::mark("zone powered off"),
@@ -308,31 +364,6 @@ fn finish_vmm(vmm: &mut VmmProcess, zone: &ZoneDir) {
             let _ = vmm.kill();
         }
         Err(e) => eprintln!("zonectl: warning: {e:#}"),
-    }
-}
-
-pub fn print_output(response: &RunCommandResponse) -> anyhow::Result<()> {
-    io::stdout()
-        .write_all(&response.stdout)
-        .and_then(|()| io::stdout().flush())
-        .context("writing stdout")?;
-    io::stderr()
-        .write_all(&response.stderr)
-        .context("writing stderr")?;
-    if !response.error.is_empty() {
-        eprintln!("zonectl: {}", response.error);
-    }
-    Ok(())
-}
-
-/// zonectl's exit code for the command's result.
-pub fn exit_code(response: &RunCommandResponse) -> i32 {
-    if response.signal != 0 {
-        128 + response.signal
-    } else if !response.error.is_empty() && response.exit_code == 0 {
-        EXIT_ZONE_FAILED
-    } else {
-        response.exit_code
     }
 }
 
@@ -374,33 +405,9 @@ fn default_vmm() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("zone-vmm"))
 }
 
-pub fn read_stdin() -> anyhow::Result<Vec<u8>> {
-    let mut input = Vec::new();
-    io::stdin()
-        .take(MAX_STDIN + 1)
-        .read_to_end(&mut input)
-        .context("reading stdin")?;
-    if input.len() as u64 > MAX_STDIN {
-        bail!(
-            "stdin is larger than {} MiB; pass big inputs on a --disk instead",
-            MAX_STDIN >> 20
-        );
-    }
-    Ok(input)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn response(exit_code: i32, signal: i32, error: &str) -> RunCommandResponse {
-        RunCommandResponse {
-            exit_code,
-            signal,
-            error: error.to_string(),
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn test_zone_disks_rootfs_first_read_only() {
@@ -427,23 +434,5 @@ mod tests {
 
         let args: Vec<String> = disks.iter().map(DiskSpec::to_vmm_arg).collect();
         assert_eq!(args, ["/root.ext4,ro", "/data.img"]);
-    }
-
-    #[test]
-    fn test_exit_code_normal_exit_passed_through() {
-        assert_eq!(exit_code(&response(0, 0, "")), 0);
-        assert_eq!(exit_code(&response(7, 0, "")), 7);
-    }
-
-    #[test]
-    fn test_exit_code_signal_128_plus() {
-        assert_eq!(exit_code(&response(0, 9, "")), 137);
-    }
-
-    #[test]
-    fn test_exit_code_start_errors_mapped() {
-        assert_eq!(exit_code(&response(127, 0, "ls: command not found")), 127);
-        assert_eq!(exit_code(&response(126, 0, "bad request")), 126);
-        assert_eq!(exit_code(&response(0, 0, "odd agent")), EXIT_ZONE_FAILED);
     }
 }

@@ -18,6 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::attach::{Attach, Sink};
 use crate::cli::RunArgs;
 use crate::interrupt::Interrupt;
 use crate::run::{self, Outcome};
@@ -116,20 +117,36 @@ fn supervise(
     let prepared = run::prepare(args)?;
     let (listener, mut vmm) = run::launch(zone, args, &prepared, state)?;
     interrupt.set_vmm(Some(vmm.pid()));
-    let outcome = run::drive(zone, &listener, &mut vmm, interrupt, prepared.request);
+    let attach = Attach {
+        stdin: false,
+        tty: false,
+        sink: Sink::Files {
+            stdout: zone.stdout_log(),
+            stderr: zone.stderr_log(),
+        },
+    };
+    let outcome = run::drive(
+        zone,
+        &listener,
+        &mut vmm,
+        interrupt,
+        prepared.create,
+        &attach,
+    );
     interrupt.set_vmm(None);
     match outcome {
-        Outcome::Finished(response) => {
-            let mut stderr = response.stderr.clone();
-            if !response.error.is_empty() {
-                stderr.extend_from_slice(format!("zonectl: {}\n", response.error).as_bytes());
+        Outcome::Finished(end) => {
+            if !end.error.is_empty() {
+                let mut log = fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(zone.stderr_log())
+                    .with_context(|| format!("opening {}", zone.stderr_log().display()))?;
+                writeln!(log, "zonectl: {}", end.error)
+                    .with_context(|| format!("writing {}", zone.stderr_log().display()))?;
             }
-            fs::write(zone.stdout_log(), &response.stdout)
-                .with_context(|| format!("writing {}", zone.stdout_log().display()))?;
-            fs::write(zone.stderr_log(), stderr)
-                .with_context(|| format!("writing {}", zone.stderr_log().display()))?;
             state.status = Status::Exited;
-            state.exit_code = Some(run::exit_code(&response));
+            state.exit_code = Some(end.status());
         }
         Outcome::Interrupted(signal) => {
             tracing::info!(%signal, "stopped");

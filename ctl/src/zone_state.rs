@@ -60,6 +60,9 @@ pub struct ZoneState {
     #[serde(default)]
     pub rootfs_fstype: Option<String>,
     pub command: Vec<String>,
+    /// The main process's environment, which `zonectl exec` gives its processes too.
+    #[serde(default)]
+    pub env: Vec<String>,
     /// Seconds since the Unix epoch.
     pub created: u64,
     pub supervisor_pid: Option<i32>,
@@ -214,6 +217,7 @@ mod tests {
             name: name.map(str::to_string),
             image: "busybox".to_string(),
             command: vec!["sh".into(), "-c".into(), "exit 3".into()],
+            env: Vec::new(),
             created: 1_700_000_000,
             supervisor_pid: Some(10),
             vmm_pid: Some(11),

@@ -1,18 +1,15 @@
-//! `zone-agent`: PID 1 in a zone. Prepares the zone, connects to the host over vsock, serves
-//! `zone.agent.v1` requests, and powers the zone off when the host is done or gone.
+//! `zone-agent`: PID 1 in a zone. Prepares the zone, serves `zone.agent.v1` on vsock, tells
+//! the host it is ready, and powers the zone off when the host asks or is gone.
 
-use std::io::BufReader;
 use std::sync::Arc;
-use std::time::Duration;
 
+use tokio::sync::watch;
+use zone_agent::containers::Containers;
 use zone_agent::power::{power, PowerAction};
 use zone_agent::reaper::Reaper;
-use zone_agent::runner::report;
-use zone_agent::session::{self, SessionEnd};
-use zone_agent::{mounts, signals, sysinfo, vsock};
-
-/// How long to keep trying while the host is not listening yet.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+use zone_agent::request_error::report;
+use zone_agent::server::{self, VsockIncoming};
+use zone_agent::{lifeline, mounts, signals, sysinfo, vsock};
 
 fn main() {
     if nix::unistd::getpid().as_raw() != 1 {
@@ -44,73 +41,47 @@ fn main() {
     if let Err(e) = console.and_then(|()| mounts::set_hostname("zone")) {
         tracing::warn!(error = %report(&e), "zone setup");
     }
-    let reaper = Arc::new(Reaper::new());
+    let reaper = Arc::new(Reaper::init());
     if let Err(e) = signals::spawn_handler(Arc::clone(&reaper)) {
         fatal(&format!("starting the signal thread: {e}"));
     }
-    let exec_reaper = Arc::clone(&reaper);
-    if let Err(e) = std::thread::Builder::new()
-        .name("exec".into())
-        .spawn(move || serve_exec(&exec_reaper))
-    {
-        tracing::warn!(error = %e, "no exec listener: zonectl exec will not work");
-    }
-    let action = match serve_host(&reaper) {
-        Ok(SessionEnd::Shutdown(action)) => PowerAction::from(action),
-        Ok(SessionEnd::Closed) => {
-            tracing::info!("host closed the connection");
-            PowerAction::PowerOff
-        }
+    let action = match serve(reaper) {
+        Ok(action) => action,
         Err(e) => {
-            tracing::error!(error = %e, "host connection failed");
+            tracing::error!(error = %e, "agent failed");
             PowerAction::PowerOff
         }
     };
     power(action)
 }
 
-fn serve_host(reaper: &Reaper) -> Result<SessionEnd, String> {
-    let stream = vsock::connect_with_retry(vsock::HOST_CID, vsock::AGENT_PORT, CONNECT_PATIENCE)
-        .map_err(|e| report(&e))?;
-    let mut writer = stream
-        .try_clone()
-        .map_err(|e| format!("cloning the vsock stream: {e}"))?;
-    let ready = sysinfo::agent_ready();
-    tracing::info!(kernel = %ready.kernel_release, cpus = ready.online_cpus, "connected to host");
-    session::send_ready(&mut writer, &ready).map_err(|e| report(&e))?;
-    session::serve(&mut BufReader::new(stream), &mut writer, reaper).map_err(|e| report(&e))
-}
-
-/// Serves `zonectl exec`: each connection on the exec port runs its commands beside the main
-/// one. A shutdown request there is ignored: only the main connection stops the zone.
-fn serve_exec(reaper: &Arc<Reaper>) {
-    let listener = match vsock::listen_on(vsock::EXEC_PORT) {
-        Ok(listener) => listener,
-        Err(e) => return tracing::warn!(error = %report(&e), "exec listener"),
-    };
-    loop {
-        let stream = match vsock::accept_one(&listener) {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::warn!(error = %report(&e), "exec accept");
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                continue;
-            }
-        };
-        let reaper = Arc::clone(reaper);
-        let spawned = std::thread::Builder::new()
-            .name("exec-session".into())
-            .spawn(move || {
-                let Ok(mut writer) = stream.try_clone() else {
-                    return;
-                };
-                let end = session::serve(&mut BufReader::new(stream), &mut writer, &*reaper);
-                tracing::info!(?end, "exec session ended");
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "exec session thread");
-        }
-    }
+/// Listens for the host's requests, says ready over the lifeline, and serves until a
+/// shutdown: asked for by the host, or the lifeline closed.
+fn serve(reaper: Arc<Reaper>) -> Result<PowerAction, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("agent")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    let listener = vsock::listen_on(vsock::API_PORT).map_err(|e| report(&e))?;
+    let (shutdown, _) = watch::channel(None);
+    let containers = Arc::new(Containers::new(reaper));
+    runtime.block_on(async {
+        let incoming = VsockIncoming::new(listener)
+            .map_err(|e| format!("watching the vsock listener: {e}"))?;
+        let ready = sysinfo::agent_ready();
+        let stream = lifeline::connect(&ready).map_err(|e| report(&e))?;
+        tracing::info!(kernel = %ready.kernel_release, cpus = ready.online_cpus, "host connected");
+        let watcher = shutdown.clone();
+        std::thread::Builder::new()
+            .name("lifeline".into())
+            .spawn(move || lifeline::watch_until_closed(stream, &watcher))
+            .map_err(|e| format!("starting the lifeline thread: {e}"))?;
+        server::serve(containers, incoming, shutdown)
+            .await
+            .map_err(|e| format!("serving the agent API: {e}"))
+    })
 }
 
 fn fatal(message: &str) -> ! {

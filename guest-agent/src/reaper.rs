@@ -1,20 +1,24 @@
-//! Waiting for children without racing PID 1's zombie reaper.
+//! Spawning children and learning how they ended.
 //!
-//! As PID 1 the agent inherits every orphan in the zone and must reap it, which means calling
-//! `waitpid(-1)`; that call would also collect the exit status of a command the runner is
-//! waiting for. [`Reaper`] settles this: commands are spawned while its lock is held and
-//! registered by PID, the reaping loop takes the same lock, and a reaped registered PID has its
-//! status handed to the waiting runner instead of being dropped. Off PID 1 (tests on the host)
-//! [`DirectWaiter`] simply uses `Child::wait`.
+//! As PID 1 the agent inherits every orphan in the zone, so it cannot wait for one child at a
+//! time: on SIGCHLD the signal thread calls [`Reaper::reap`], which collects every child that
+//! exited and hands the outcome of those the agent spawned to whoever waits for them; orphans
+//! are reaped and forgotten. Spawning holds the same lock as reaping, so a child that exits at
+//! once is never reaped before it is watched.
+//!
+//! Outside a zone (tests) [`Reaper::per_child`] waits for each spawned child on a thread of its
+//! own and leaves other processes alone.
 
 use std::collections::HashMap;
 use std::io;
 use std::process::{Child, Command};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use tokio::sync::oneshot;
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,113 +27,121 @@ pub enum ExitOutcome {
     Signaled(i32),
 }
 
-/// Spawns children and collects their exit status.
-pub trait ChildWaiter: Send + Sync {
-    fn spawn(&self, command: &mut Command) -> io::Result<Child>;
-    fn wait(&self, child: Child) -> io::Result<ExitOutcome>;
+/// A child's end and when the agent saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub outcome: ExitOutcome,
+    pub at: SystemTime,
 }
 
-/// Uses the standard library's `Child::wait`; right whenever nothing else calls `waitpid(-1)`.
-#[derive(Debug, Default)]
-pub struct DirectWaiter;
-
-impl ChildWaiter for DirectWaiter {
-    fn spawn(&self, command: &mut Command) -> io::Result<Child> {
-        command.spawn()
-    }
-
-    fn wait(&self, mut child: Child) -> io::Result<ExitOutcome> {
-        use std::os::unix::process::ExitStatusExt;
-        let status = child.wait()?;
-        match (status.code(), status.signal()) {
-            (Some(code), _) => Ok(ExitOutcome::Exited(code)),
-            (None, Some(signal)) => Ok(ExitOutcome::Signaled(signal)),
-            (None, None) => Err(io::Error::other("child neither exited nor was signaled")),
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// PID 1: reap everything on SIGCHLD.
+    Init,
+    /// Not PID 1: one waiting thread per spawned child.
+    PerChild,
 }
 
-/// PID 1's reaper: reaps every child and hands registered children's status to their waiter.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Reaper {
-    /// Registered PIDs; `Some` once reaped and not yet collected by `wait`.
-    watched: Mutex<HashMap<i32, Option<ExitOutcome>>>,
-    reaped: Condvar,
+    mode: Mode,
+    watched: Mutex<HashMap<i32, oneshot::Sender<Exit>>>,
 }
 
 impl Reaper {
-    pub fn new() -> Self {
-        Self::default()
+    /// For PID 1, whose signal thread calls [`Reaper::reap`] on every SIGCHLD.
+    pub fn init() -> Self {
+        Self::with_mode(Mode::Init)
     }
 
-    /// Reaps every child that has exited, without blocking. Call it on SIGCHLD.
+    /// For tests and tools that are not PID 1.
+    pub fn per_child() -> Self {
+        Self::with_mode(Mode::PerChild)
+    }
+
+    fn with_mode(mode: Mode) -> Self {
+        Self {
+            mode,
+            watched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Spawns `command`; the receiver gets the child's exit once it is reaped.
+    pub fn spawn(&self, command: &mut Command) -> io::Result<(Child, oneshot::Receiver<Exit>)> {
+        let mut watched = self.lock();
+        let child = command.spawn()?;
+        let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
+        let (sender, receiver) = oneshot::channel();
+        match self.mode {
+            Mode::Init => {
+                watched.insert(pid, sender);
+            }
+            Mode::PerChild => {
+                std::thread::Builder::new()
+                    .name(format!("wait-{pid}"))
+                    .spawn(move || loop {
+                        match waitpid(Pid::from_raw(pid), None) {
+                            Err(Errno::EINTR) => continue,
+                            Ok(status) => {
+                                if let Some((_, outcome)) = outcome_of(status) {
+                                    let _ = sender.send(exit_now(outcome));
+                                    return;
+                                }
+                            }
+                            Err(e) => return tracing::warn!(pid, error = %e, "waitpid failed"),
+                        }
+                    })?;
+            }
+        }
+        Ok((child, receiver))
+    }
+
+    /// Collects every child that has exited. Called on SIGCHLD.
     pub fn reap(&self) {
         let mut watched = self.lock();
         loop {
-            let outcome = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitOutcome::Exited(code)),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                    (pid, ExitOutcome::Signaled(signal as i32))
-                }
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(_) | Err(Errno::EINTR) => continue,
+                Ok(status) => status,
+                Err(Errno::EINTR) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "waitpid failed");
                     break;
                 }
             };
-            let (pid, outcome) = outcome;
-            if let Some(slot) = watched.get_mut(&pid.as_raw()) {
-                *slot = Some(outcome);
-                self.reaped.notify_all();
-            } else {
-                tracing::debug!(pid = pid.as_raw(), ?outcome, "reaped orphan");
+            let Some((pid, outcome)) = outcome_of(status) else {
+                continue;
+            };
+            match watched.remove(&pid) {
+                Some(sender) => {
+                    let _ = sender.send(exit_now(outcome));
+                }
+                None => tracing::debug!(pid, ?outcome, "reaped orphan"),
             }
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<i32, Option<ExitOutcome>>> {
-        // A panic while holding this lock leaves the map consistent; keep using it.
+    fn lock(&self) -> MutexGuard<'_, HashMap<i32, oneshot::Sender<Exit>>> {
         self.watched
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-impl ChildWaiter for Reaper {
-    fn spawn(&self, command: &mut Command) -> io::Result<Child> {
-        // Holding the lock keeps `reap` from collecting the child before it is registered
-        // (and from collecting a child the standard library reaps itself when exec fails).
-        let mut watched = self.lock();
-        let child = command.spawn()?;
-        let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
-        watched.insert(pid, None);
-        Ok(child)
-    }
-
-    fn wait(&self, child: Child) -> io::Result<ExitOutcome> {
-        let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
-        let mut watched = self.lock();
-        loop {
-            match watched.get(&pid) {
-                Some(Some(outcome)) => {
-                    let outcome = *outcome;
-                    watched.remove(&pid);
-                    return Ok(outcome);
-                }
-                Some(None) => {
-                    watched = self
-                        .reaped
-                        .wait(watched)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                }
-                None => {
-                    return Err(io::Error::other(format!(
-                        "pid {pid} was not spawned by the reaper"
-                    )))
-                }
-            }
+fn outcome_of(status: WaitStatus) -> Option<(i32, ExitOutcome)> {
+    match status {
+        WaitStatus::Exited(pid, code) => Some((pid.as_raw(), ExitOutcome::Exited(code))),
+        WaitStatus::Signaled(pid, signal, _) => {
+            Some((pid.as_raw(), ExitOutcome::Signaled(signal as i32)))
         }
+        _ => None,
+    }
+}
+
+fn exit_now(outcome: ExitOutcome) -> Exit {
+    Exit {
+        outcome,
+        at: SystemTime::now(),
     }
 }
 
@@ -137,27 +149,21 @@ impl ChildWaiter for Reaper {
 mod tests {
     use super::*;
 
-    #[test]
-    fn test_direct_waiter_exit_code_exited() {
-        let waiter = DirectWaiter;
-        let child = waiter
-            .spawn(Command::new("sh").args(["-c", "exit 3"]))
+    fn run(script: &str) -> ExitOutcome {
+        let reaper = Reaper::per_child();
+        let (_child, exit) = reaper
+            .spawn(Command::new("sh").args(["-c", script]))
             .unwrap();
-
-        let outcome = waiter.wait(child).unwrap();
-
-        assert_eq!(outcome, ExitOutcome::Exited(3));
+        exit.blocking_recv().unwrap().outcome
     }
 
     #[test]
-    fn test_direct_waiter_killed_signaled() {
-        let waiter = DirectWaiter;
-        let child = waiter
-            .spawn(Command::new("sh").args(["-c", "kill -9 $$"]))
-            .unwrap();
+    fn test_per_child_exit_code_exited() {
+        assert_eq!(run("exit 3"), ExitOutcome::Exited(3));
+    }
 
-        let outcome = waiter.wait(child).unwrap();
-
-        assert_eq!(outcome, ExitOutcome::Signaled(9));
+    #[test]
+    fn test_per_child_killed_signaled() {
+        assert_eq!(run("kill -9 $$"), ExitOutcome::Signaled(9));
     }
 }

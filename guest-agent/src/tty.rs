@@ -1,15 +1,14 @@
-//! Running a command on a pseudo-terminal (`zonectl run -t`): the terminal's slave side
-//! becomes the command's stdin, stdout, stderr and controlling terminal; the agent writes the
-//! request's stdin to the master side and reads everything back from it.
+//! Running a process on a pseudo-terminal (`zonectl run -t`): the terminal's slave side
+//! becomes its stdin, stdout, stderr and controlling terminal; the agent writes the host's
+//! input to the master side and reads everything back from it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::thread;
 
 /// The two ends of a fresh pseudo-terminal.
 #[derive(Debug)]
@@ -67,58 +66,58 @@ impl Pty {
     }
 
     /// After the command started, and the `Command` that held copies of the slave side was
-    /// dropped: feeds `input` to it and returns everything it wrote to the
-    /// terminal (at most `limit` bytes kept) once every holder of the slave side closed it.
-    pub fn exchange(self, input: &[u8], limit: usize) -> Vec<u8> {
-        // Our copy of the slave must go, or reading the master never ends.
+    /// dropped: the master side alone. Our copy of the slave must go, or reading the master
+    /// never reaches its end.
+    pub fn into_master(self) -> File {
         drop(self.slave);
-        let mut reader = File::from(self.master);
-        let writer = reader.try_clone();
-        thread::scope(|scope| {
-            scope.spawn(move || {
-                if let Ok(mut writer) = writer {
-                    // The command may exit without reading: not an error.
-                    let _ = writer.write_all(input);
-                }
-            });
-            let mut out = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let room = limit.saturating_sub(out.len());
-                        out.extend_from_slice(&buf[..n.min(room)]);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // EIO: the last slave descriptor closed, the command is done with it.
-                    Err(_) => break,
-                }
-            }
-            out
-        })
+        File::from(self.master)
     }
+}
+
+/// Sets the window size of the terminal whose master side is `master`.
+pub fn resize(master: &File, rows: u16, columns: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which is valid for the call.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     #[test]
-    fn test_pty_command_sees_a_terminal_and_output_returns() {
+    fn test_pty_command_sees_a_terminal_and_its_size() {
         let pty = Pty::open(Path::new("/dev/ptmx")).expect("openpty");
         let mut cmd = Command::new("sh");
         cmd.args([
             "-c",
-            "tty >/dev/null && echo is-a-tty; read line; echo got-$line",
+            "tty >/dev/null && echo is-a-tty; read line; echo got-$line; stty size",
         ]);
         pty.attach(&mut cmd).expect("attach");
         let mut child = cmd.spawn().expect("spawn");
         drop(cmd);
-        let out = pty.exchange(b"abc\n", 1 << 20);
+        let mut master = pty.into_master();
+        resize(&master, 33, 101).expect("resize");
+        master.write_all(b"abc\n").expect("write");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the command is done with the terminal.
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+        }
         assert!(child.wait().expect("wait").success());
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("is-a-tty\r\n"), "{text:?}");
         assert!(text.contains("got-abc\r\n"), "{text:?}");
+        assert!(text.contains("33 101\r\n"), "{text:?}");
     }
 }

@@ -16,7 +16,7 @@ pub const HOST_CID: u32 = 2;
 /// The host port the agent connects to.
 pub const AGENT_PORT: u32 = 1024;
 /// The port the agent listens on for further commands (`zonectl exec`), one per connection.
-pub const EXEC_PORT: u32 = 1025;
+pub const API_PORT: u32 = 1025;
 /// VMADDR_CID_ANY: listen on the zone's own CID, whatever it is.
 const CID_ANY: u32 = u32::MAX;
 

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use zone_agent::reaper::Reaper;
-use zone_agent::runner::run_command;
-use zone_proto::agent::v1::RunCommandRequest;
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use zone_agent::reaper::{ExitOutcome, Reaper};
 
 #[test]
 fn test_reaper_command_and_orphan_both_reaped() {
     // Orphans of this process's children come back to it, as they would to PID 1.
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-    let reaper = Arc::new(Reaper::new());
+    let reaper = Arc::new(Reaper::init());
     let stop = Arc::new(AtomicBool::new(false));
     let reaping = {
         let (reaper, stop) = (Arc::clone(&reaper), Arc::clone(&stop));
@@ -26,24 +27,26 @@ fn test_reaper_command_and_orphan_both_reaped() {
             }
         })
     };
-    let request = RunCommandRequest {
-        args: [
-            "sh",
+    let mut command = Command::new("sh");
+    command
+        .args([
             "-c",
             "sleep 0.3 </dev/null >/dev/null 2>&1 & echo $!; exit 5",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Default::default()
-    };
+        ])
+        .stdout(Stdio::piped());
 
-    let response = run_command(&request, reaper.as_ref());
+    let (mut child, exit) = reaper.spawn(&mut command).expect("spawn");
 
-    assert_eq!(response.exit_code, 5, "{response:?}");
-    let orphan: u32 = String::from_utf8_lossy(&response.stdout)
-        .trim()
-        .parse()
-        .expect("orphan pid");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    let exit = exit.blocking_recv().expect("exit reported");
+    assert_eq!(exit.outcome, ExitOutcome::Exited(5));
+    let orphan: u32 = stdout.trim().parse().expect("orphan pid");
     let deadline = Instant::now() + Duration::from_secs(5);
     while fs::metadata(format!("/proc/{orphan}")).is_ok() {
         assert!(Instant::now() < deadline, "orphan {orphan} was not reaped");

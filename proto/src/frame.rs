@@ -98,30 +98,28 @@ fn eof_is_truncation(e: io::Error) -> FrameError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::v1::{agent_request, AgentReady, AgentRequest, RunCommandRequest};
+    use crate::agent::v1::{AgentReady, WriteStdinRequest};
 
-    fn run_request(args: &[&str]) -> AgentRequest {
-        AgentRequest {
-            kind: Some(agent_request::Kind::Run(RunCommandRequest {
-                args: args.iter().map(|a| a.to_string()).collect(),
-                stdin: vec![7; 300],
-                ..Default::default()
-            })),
+    fn ready(kernel: &str) -> AgentReady {
+        AgentReady {
+            agent_version: "x".repeat(300),
+            kernel_release: kernel.to_string(),
+            online_cpus: 2,
         }
     }
 
     #[test]
     fn test_frame_two_messages_round_trip() {
-        let first = run_request(&["echo", "hi"]);
-        let second = run_request(&["true"]);
+        let first = ready("6.12");
+        let second = ready("6.1");
         let mut stream = Vec::new();
         write_frame(&mut stream, &first).unwrap();
         write_frame(&mut stream, &second).unwrap();
 
         let mut reader = stream.as_slice();
-        let got_first: Option<AgentRequest> = read_frame(&mut reader).unwrap();
-        let got_second: Option<AgentRequest> = read_frame(&mut reader).unwrap();
-        let end: Option<AgentRequest> = read_frame(&mut reader).unwrap();
+        let got_first: Option<AgentReady> = read_frame(&mut reader).unwrap();
+        let got_second: Option<AgentReady> = read_frame(&mut reader).unwrap();
+        let end: Option<AgentReady> = read_frame(&mut reader).unwrap();
 
         assert_eq!(got_first, Some(first));
         assert_eq!(got_second, Some(second));
@@ -151,8 +149,8 @@ mod tests {
 
     #[test]
     fn test_frame_write_oversized_too_large() {
-        let big = RunCommandRequest {
-            stdin: vec![0; MAX_FRAME_LEN as usize + 1],
+        let big = WriteStdinRequest {
+            data: vec![0; MAX_FRAME_LEN as usize + 1],
             ..Default::default()
         };
 
@@ -164,10 +162,10 @@ mod tests {
     #[test]
     fn test_frame_truncated_payload_truncated() {
         let mut stream = Vec::new();
-        write_frame(&mut stream, &run_request(&["ls"])).unwrap();
+        write_frame(&mut stream, &ready("6.6")).unwrap();
         stream.truncate(stream.len() - 1);
 
-        let err = read_frame::<AgentRequest>(&mut stream.as_slice()).unwrap_err();
+        let err = read_frame::<AgentReady>(&mut stream.as_slice()).unwrap_err();
 
         assert!(matches!(err, FrameError::Truncated));
     }
@@ -176,7 +174,7 @@ mod tests {
     fn test_frame_truncated_length_truncated() {
         let stream = [0x80u8];
 
-        let err = read_frame::<AgentRequest>(&mut stream.as_slice()).unwrap_err();
+        let err = read_frame::<AgentReady>(&mut stream.as_slice()).unwrap_err();
 
         assert!(matches!(err, FrameError::Truncated));
     }
@@ -185,7 +183,7 @@ mod tests {
     fn test_frame_overlong_varint_bad_length() {
         let stream = [0xffu8; 11];
 
-        let err = read_frame::<AgentRequest>(&mut stream.as_slice()).unwrap_err();
+        let err = read_frame::<AgentReady>(&mut stream.as_slice()).unwrap_err();
 
         assert!(matches!(err, FrameError::BadLength));
     }
@@ -194,7 +192,7 @@ mod tests {
     fn test_frame_garbage_payload_decode_error() {
         let stream = [2u8, 0xff, 0xff];
 
-        let err = read_frame::<AgentRequest>(&mut stream.as_slice()).unwrap_err();
+        let err = read_frame::<AgentReady>(&mut stream.as_slice()).unwrap_err();
 
         assert!(matches!(err, FrameError::Decode(_)));
     }

@@ -19,15 +19,27 @@ use std::process::Command;
 
 use nix::errno::Errno;
 use nix::unistd::{chdir, chroot, setgid, setgroups, setuid, Gid, Uid};
-use zone_proto::agent::v1::RunCommandRequest;
+use zone_proto::agent::v1::ContainerRootfs;
 
-use crate::runner::DEFAULT_PATH;
 use rootfs::{is_dir_in_root, read_in_root, RootfsError};
 use spec::{check_hostname, parse_cwd, RootfsSpec, SpecError};
 use users::{resolve_user, Identity, UserError};
 
 /// PATH given to a command in a container unless the request's env sets its own.
 pub const CONTAINER_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// PATH given to a command in the zone's own userland unless the request's env sets its own.
+pub const DEFAULT_PATH: &str = "/bin:/sbin:/usr/bin:/usr/sbin";
+
+/// Where and as whom a process runs, as the host asked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Placement<'a> {
+    /// The container root; `None`: the zone's own userland.
+    pub rootfs: Option<&'a ContainerRootfs>,
+    pub cwd: &'a str,
+    pub user: &'a str,
+    /// Set the zone's hostname first; empty: leave it.
+    pub hostname: &'a str,
+}
 
 /// Most bytes read from a root's /etc/passwd or /etc/group.
 const ACCOUNT_FILE_LIMIT: u64 = 1 << 20;
@@ -59,16 +71,16 @@ pub struct Launch {
 impl Launch {
     /// Checks the request's placement fields, mounts the container root if asked for, resolves
     /// the user and sets the hostname. Nothing is changed when a value is bad.
-    pub fn prepare(request: &RunCommandRequest) -> Result<Self, LaunchError> {
+    pub fn prepare(request: &Placement<'_>) -> Result<Self, LaunchError> {
         if !request.hostname.is_empty() {
-            check_hostname(&request.hostname)?;
+            check_hostname(request.hostname)?;
         }
-        let launch = match &request.rootfs {
+        let launch = match request.rootfs {
             Some(rootfs) => {
                 let spec = RootfsSpec::parse(rootfs)?;
-                let cwd = parse_cwd(&request.cwd)?;
+                let cwd = parse_cwd(request.cwd)?;
                 let root = rootfs::ensure_mounted(&spec)?;
-                let identity = identity_in(root, &request.user)?;
+                let identity = identity_in(root, request.user)?;
                 let cwd_text = cwd.to_string_lossy();
                 if !is_dir_in_root(root, &cwd_text) {
                     return Err(LaunchError::CwdNotDirectory(cwd_text.into_owned()));
@@ -84,12 +96,12 @@ impl Launch {
                 let cwd = if request.cwd.is_empty() {
                     "/"
                 } else {
-                    &request.cwd
+                    request.cwd
                 };
                 if !Path::new(cwd).is_dir() {
                     return Err(LaunchError::CwdNotDirectory(cwd.to_string()));
                 }
-                let identity = match request.user.as_str() {
+                let identity = match request.user {
                     "" => None,
                     user => Some(identity_in(Path::new("/"), user)?),
                 };
@@ -102,7 +114,7 @@ impl Launch {
             }
         };
         if !request.hostname.is_empty() {
-            nix::unistd::sethostname(&request.hostname).map_err(LaunchError::Hostname)?;
+            nix::unistd::sethostname(request.hostname).map_err(LaunchError::Hostname)?;
         }
         Ok(launch)
     }
@@ -170,16 +182,12 @@ fn path_cstring(path: &Path) -> Result<CString, LaunchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zone_proto::agent::v1::ContainerRootfs;
 
-    fn request() -> RunCommandRequest {
-        RunCommandRequest {
-            args: vec!["true".into()],
-            ..Default::default()
-        }
+    fn request() -> Placement<'static> {
+        Placement::default()
     }
 
-    fn error_of(request: &RunCommandRequest) -> String {
+    fn error_of(request: &Placement<'_>) -> String {
         match Launch::prepare(request) {
             Ok(_) => panic!("{request:?} accepted"),
             Err(e) => e.to_string(),
@@ -198,26 +206,29 @@ mod tests {
     #[test]
     fn test_launch_prepare_bad_rootfs_fields_named() {
         let mut req = request();
-        req.rootfs = Some(ContainerRootfs {
+        let passwd = ContainerRootfs {
             device: "/etc/passwd".into(),
             fstype: "ext4".into(),
-        });
+        };
+        req.rootfs = Some(&passwd);
         assert!(
             error_of(&req).contains("\"/etc/passwd\""),
             "{}",
             error_of(&req)
         );
 
-        req.rootfs = Some(ContainerRootfs {
+        let btrfs = ContainerRootfs {
             device: "/dev/vda".into(),
             fstype: "btrfs".into(),
-        });
+        };
+        req.rootfs = Some(&btrfs);
         assert!(error_of(&req).contains("btrfs"), "{}", error_of(&req));
 
-        req.rootfs = Some(ContainerRootfs {
+        let null = ContainerRootfs {
             device: "/dev/null".into(),
             fstype: "ext4".into(),
-        });
+        };
+        req.rootfs = Some(&null);
         assert!(
             error_of(&req).contains("not a block device"),
             "{}",
@@ -228,11 +239,12 @@ mod tests {
     #[test]
     fn test_launch_prepare_relative_cwd_in_container_rejected_before_mount() {
         let mut req = request();
-        req.cwd = "tmp".into();
-        req.rootfs = Some(ContainerRootfs {
+        let null = ContainerRootfs {
             device: "/dev/null".into(),
             fstype: "ext4".into(),
-        });
+        };
+        req.cwd = "tmp";
+        req.rootfs = Some(&null);
 
         assert!(error_of(&req).contains("cwd \"tmp\""), "{}", error_of(&req));
     }
@@ -240,7 +252,7 @@ mod tests {
     #[test]
     fn test_launch_prepare_bad_hostname_rejected() {
         let mut req = request();
-        req.hostname = "no way".into();
+        req.hostname = "no way";
 
         assert!(error_of(&req).contains("hostname"), "{}", error_of(&req));
     }
@@ -248,7 +260,7 @@ mod tests {
     #[test]
     fn test_launch_prepare_unknown_user_rejected() {
         let mut req = request();
-        req.user = "no-such-user-anywhere".into();
+        req.user = "no-such-user-anywhere";
 
         assert!(error_of(&req).contains("not found"), "{}", error_of(&req));
     }

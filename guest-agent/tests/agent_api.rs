@@ -1,0 +1,464 @@
+//! The `zone.agent.v1` service on the host: the real server and tonic client over a Unix
+//! socket instead of vsock, running commands in the host's userland (bare containers).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+use zone_agent::containers::Containers;
+use zone_agent::power::PowerAction;
+use zone_agent::reaper::Reaper;
+use zone_agent::server;
+use zone_proto::agent::v1::agent_client::AgentClient;
+use zone_proto::agent::v1::shutdown_request::Action;
+use zone_proto::agent::v1::{
+    CreateContainerRequest, ExecProcessRequest, ListProcessesRequest, OutputStream, ProcessSpec,
+    ReadOutputRequest, RemoveContainerRequest, ResizePtyRequest, Rlimit, ShutdownRequest,
+    SignalProcessRequest, StartProcessRequest, WaitProcessRequest, WaitProcessResponse,
+    WriteStdinRequest,
+};
+
+type Client = AgentClient<Channel>;
+
+struct Agent {
+    _dir: tempfile::TempDir,
+    socket: std::path::PathBuf,
+    served: tokio::task::JoinHandle<Result<PowerAction, tonic::transport::Error>>,
+}
+
+fn start_agent() -> Agent {
+    let dir = tempfile::tempdir().expect("agent test setup");
+    let socket = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&socket).expect("agent test setup");
+    let containers = Arc::new(Containers::new(Arc::new(Reaper::per_child())));
+    let (shutdown, _) = watch::channel(None);
+    let served = tokio::spawn(server::serve(
+        containers,
+        UnixListenerStream::new(listener),
+        shutdown,
+    ));
+    Agent {
+        _dir: dir,
+        socket,
+        served,
+    }
+}
+
+async fn connect(socket: &Path) -> Client {
+    let socket = socket.to_path_buf();
+    let channel = Endpoint::from_static("http://agent")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
+        }))
+        .await
+        .expect("agent test setup");
+    AgentClient::new(channel)
+}
+
+fn process(args: &[&str]) -> ProcessSpec {
+    ProcessSpec {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn create(id: &str, process: ProcessSpec) -> CreateContainerRequest {
+    CreateContainerRequest {
+        container_id: id.to_string(),
+        process: Some(process),
+        ..Default::default()
+    }
+}
+
+/// Reads a whole output stream of a process.
+async fn read_all(
+    client: &mut Client,
+    container: &str,
+    exec: &str,
+    stream: OutputStream,
+) -> Vec<u8> {
+    let mut chunks = client
+        .read_output(ReadOutputRequest {
+            container_id: container.into(),
+            exec_id: exec.into(),
+            stream: stream as i32,
+        })
+        .await
+        .expect("agent test setup")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = chunks.message().await.expect("agent test setup") {
+        out.extend(chunk.data);
+    }
+    out
+}
+
+async fn wait(client: &mut Client, container: &str, exec: &str) -> WaitProcessResponse {
+    client
+        .wait_process(WaitProcessRequest {
+            container_id: container.into(),
+            exec_id: exec.into(),
+        })
+        .await
+        .expect("agent test setup")
+        .into_inner()
+}
+
+async fn start(client: &mut Client, container: &str, exec: &str) -> Result<u32, tonic::Status> {
+    client
+        .start_process(StartProcessRequest {
+            container_id: container.into(),
+            exec_id: exec.into(),
+        })
+        .await
+        .map(|r| r.into_inner().pid)
+}
+
+#[tokio::test]
+async fn test_separate_streams_stdin_and_exit_code() {
+    let agent = start_agent();
+    let mut client = connect(&agent.socket).await;
+    let mut spec = process(&[
+        "sh",
+        "-c",
+        "echo out; echo err >&2; read x; echo got-$x; exit 7",
+    ]);
+    spec.stdin = true;
+    client.create_container(create("c1", spec)).await.unwrap();
+    let stdout = tokio::spawn({
+        let mut client = client.clone();
+        async move { read_all(&mut client, "c1", "", OutputStream::Stdout).await }
+    });
+    let stderr = tokio::spawn({
+        let mut client = client.clone();
+        async move { read_all(&mut client, "c1", "", OutputStream::Stderr).await }
+    });
+
+    let pid = start(&mut client, "c1", "").await.unwrap();
+    let written = client
+        .write_stdin(tokio_stream::iter([WriteStdinRequest {
+            container_id: "c1".into(),
+            exec_id: String::new(),
+            data: b"abc\n".to_vec(),
+            close: true,
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    let exit = wait(&mut client, "c1", "").await;
+
+    assert!(pid > 1);
+    assert_eq!(written.bytes_written, 4);
+    assert_eq!(exit.exit_code, 7, "{exit:?}");
+    assert_eq!(exit.signal, 0);
+    assert!(exit.exited_at_unix_nanos > 0);
+    assert_eq!(stdout.await.unwrap(), b"out\ngot-abc\n");
+    assert_eq!(stderr.await.unwrap(), b"err\n");
+}
+
+#[tokio::test]
+async fn test_terminal_resize_seen_by_process() {
+    let agent = start_agent();
+    let mut client = connect(&agent.socket).await;
+    let mut spec = process(&[
+        "sh",
+        "-c",
+        "tty >/dev/null && echo is-tty; read x; stty size",
+    ]);
+    spec.terminal = true;
+    client.create_container(create("t", spec)).await.unwrap();
+    let output = tokio::spawn({
+        let mut client = client.clone();
+        async move { read_all(&mut client, "t", "", OutputStream::Stdout).await }
+    });
+
+    start(&mut client, "t", "").await.unwrap();
+    client
+        .resize_pty(ResizePtyRequest {
+            container_id: "t".into(),
+            exec_id: String::new(),
+            rows: 21,
+            columns: 77,
+        })
+        .await
+        .unwrap();
+    client
+        .write_stdin(tokio_stream::iter([WriteStdinRequest {
+            container_id: "t".into(),
+            data: b"go\n".to_vec(),
+            ..Default::default()
+        }]))
+        .await
+        .unwrap();
+    let exit = wait(&mut client, "t", "").await;
+    let stderr = read_all(&mut client, "t", "", OutputStream::Stderr).await;
+
+    let text = String::from_utf8_lossy(&output.await.unwrap()).into_owned();
+    assert_eq!(exit.exit_code, 0);
+    assert!(text.contains("is-tty\r\n"), "{text:?}");
+    assert!(text.contains("21 77\r\n"), "{text:?}");
+    assert!(stderr.is_empty(), "a terminal has no separate stderr");
+    let huge = client
+        .resize_pty(ResizePtyRequest {
+            container_id: "t".into(),
+            rows: 70000,
+            columns: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn test_exec_list_signal_and_remove() {
+    let agent = start_agent();
+    let mut client = connect(&agent.socket).await;
+    client
+        .create_container(create("svc", process(&["sleep", "100"])))
+        .await
+        .unwrap();
+    let early = client
+        .exec_process(ExecProcessRequest {
+            container_id: "svc".into(),
+            exec_id: "e1".into(),
+            process: Some(process(&["true"])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early}");
+    let main_pid = start(&mut client, "svc", "").await.unwrap();
+
+    client
+        .exec_process(ExecProcessRequest {
+            container_id: "svc".into(),
+            exec_id: "e1".into(),
+            process: Some(process(&["sh", "-c", "echo from-exec"])),
+        })
+        .await
+        .unwrap();
+    let exec_out = tokio::spawn({
+        let mut client = client.clone();
+        async move { read_all(&mut client, "svc", "e1", OutputStream::Stdout).await }
+    });
+    start(&mut client, "svc", "e1").await.unwrap();
+    assert_eq!(wait(&mut client, "svc", "e1").await.exit_code, 0);
+    assert_eq!(exec_out.await.unwrap(), b"from-exec\n");
+    let pids = client
+        .list_processes(ListProcessesRequest {
+            container_id: "svc".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pids;
+    assert_eq!(pids, [main_pid]);
+
+    client
+        .signal_process(SignalProcessRequest {
+            container_id: "svc".into(),
+            exec_id: String::new(),
+            signal: 15,
+            all: false,
+        })
+        .await
+        .unwrap();
+    let exit = wait(&mut client, "svc", "").await;
+    assert_eq!((exit.exit_code, exit.signal), (0, 15));
+    let again = client
+        .signal_process(SignalProcessRequest {
+            container_id: "svc".into(),
+            signal: 15,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: "svc".into(),
+        })
+        .await
+        .unwrap();
+    let gone = client
+        .list_processes(ListProcessesRequest {
+            container_id: "svc".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn test_remove_kills_running_processes() {
+    let agent = start_agent();
+    let mut client = connect(&agent.socket).await;
+    client
+        .create_container(create("k", process(&["sleep", "100"])))
+        .await
+        .unwrap();
+    let pid = start(&mut client, "k", "").await.unwrap();
+
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: "k".into(),
+        })
+        .await
+        .unwrap();
+
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "pid {pid} lives on"
+    );
+}
+
+#[tokio::test]
+async fn test_output_waits_for_a_late_reader_without_loss() {
+    let agent = start_agent();
+    let mut client = connect(&agent.socket).await;
+    client
+        .create_container(create(
+            "big",
+            process(&["head", "-c", "5000000", "/dev/zero"]),
+        ))
+        .await
+        .unwrap();
+    start(&mut client, "big", "").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let out = read_all(&mut client, "big", "", OutputStream::Stdout).await;
+
+    assert_eq!(out.len(), 5_000_000);
+    assert_eq!(wait(&mut client, "big", "").await.exit_code, 0);
+}
+
+#[tokio::test]
+async fn test_bad_requests_refused_and_agent_goes_on() {
+    let agent = start_agent();
+    let mut client = connect(&agent.socket).await;
+
+    let bad_id = client
+        .create_container(create("../x", process(&["true"])))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_id.code(), Code::InvalidArgument);
+    assert!(bad_id.message().contains("../x"), "{bad_id}");
+    let no_process = client
+        .create_container(CreateContainerRequest {
+            container_id: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_process.code(), Code::InvalidArgument);
+    let empty_args = client
+        .create_container(create("p", process(&[])))
+        .await
+        .unwrap_err();
+    assert!(empty_args.message().contains("args"), "{empty_args}");
+    let mut bad_env = process(&["true"]);
+    bad_env.env = vec!["NOEQUALS".into()];
+    let bad_env = client
+        .create_container(create("p", bad_env))
+        .await
+        .unwrap_err();
+    assert!(bad_env.message().contains("NOEQUALS"), "{bad_env}");
+    let mut rlimits = process(&["true"]);
+    rlimits.rlimits = vec![Rlimit {
+        r#type: "RLIMIT_NOFILE".into(),
+        soft: 10,
+        hard: 10,
+    }];
+    let unsupported = client
+        .create_container(create("p", rlimits))
+        .await
+        .unwrap_err();
+    assert!(unsupported.message().contains("rlimits"), "{unsupported}");
+    let unknown = start(&mut client, "nope", "").await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    client
+        .create_container(create("p", process(&["no-such-command-anywhere"])))
+        .await
+        .unwrap();
+    let twice = client
+        .create_container(create("p", process(&["true"])))
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), Code::AlreadyExists);
+    let _first_reader = client
+        .read_output(ReadOutputRequest {
+            container_id: "p".into(),
+            exec_id: String::new(),
+            stream: OutputStream::Stderr as i32,
+        })
+        .await
+        .unwrap();
+    let second_reader = client
+        .read_output(ReadOutputRequest {
+            container_id: "p".into(),
+            exec_id: String::new(),
+            stream: OutputStream::Stderr as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(second_reader.code(), Code::FailedPrecondition);
+    let not_found = start(&mut client, "p", "").await.unwrap_err();
+    assert!(
+        not_found.message().contains("command not found"),
+        "{not_found}"
+    );
+    let exit = wait(&mut client, "p", "").await;
+    assert_eq!(exit.exit_code, 127);
+    assert!(exit.error.contains("no-such-command-anywhere"), "{exit:?}");
+    let started_twice = start(&mut client, "p", "").await.unwrap_err();
+    assert_eq!(started_twice.code(), Code::FailedPrecondition);
+
+    // Garbage on a connection of its own harms nothing.
+    let mut raw = UnixStream::connect(&agent.socket).await.unwrap();
+    raw.write_all(b"this is not HTTP/2 at all\r\n\r\n")
+        .await
+        .unwrap();
+    drop(raw);
+    client
+        .create_container(create("after", process(&["true"])))
+        .await
+        .unwrap();
+    start(&mut client, "after", "").await.unwrap();
+    assert_eq!(wait(&mut client, "after", "").await.exit_code, 0);
+}
+
+#[tokio::test]
+async fn test_shutdown_ends_serving_with_the_action() {
+    let agent = start_agent();
+    let mut client = connect(&agent.socket).await;
+
+    let unspecified = client
+        .shutdown(ShutdownRequest { action: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(unspecified.code(), Code::InvalidArgument);
+    client
+        .shutdown(ShutdownRequest {
+            action: Action::Reboot as i32,
+        })
+        .await
+        .unwrap();
+    drop(client);
+
+    let action = tokio::time::timeout(Duration::from_secs(10), agent.served)
+        .await
+        .expect("serving ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(action, PowerAction::Reboot);
+}
