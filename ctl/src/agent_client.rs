@@ -21,6 +21,15 @@ const RETRY: Duration = Duration::from_millis(200);
 
 pub type Client = AgentClient<Channel>;
 
+/// A gRPC status as an operator reads it: the agent's message, and the code when that says
+/// more than the message (tonic's own formatting lists headers).
+pub fn describe(status: &tonic::Status) -> String {
+    match status.code() {
+        tonic::Code::Unknown => status.message().to_string(),
+        code => format!("{} ({code:?})", status.message()),
+    }
+}
+
 /// Connects to the agent of the zone whose vsock socket is `socket`.
 pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
     // Fail here, with the reason, rather than on the first call.

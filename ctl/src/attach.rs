@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -19,12 +19,14 @@ use zone_proto::agent::v1::{
     WriteStdinRequest,
 };
 
-use crate::agent_client::Client;
+use crate::agent_client::{self, Client};
 use crate::raw_terminal::RawTerminal;
 use crate::timing;
 
 /// Exit status when the zone, not the command, failed (as `docker run` uses 125).
 pub const EXIT_ZONE_FAILED: i32 = 125;
+/// Exit status when the command could not be started, as a shell reports it.
+pub const EXIT_CANNOT_RUN: i32 = 126;
 /// How long output may keep coming after the process exited (a child it left behind may
 /// hold the stream open).
 const OUTPUT_GRACE: Duration = Duration::from_secs(5);
@@ -96,7 +98,10 @@ pub async fn start_attached(
         Ok(_) => timing::mark("process started"),
         // It counts as exited (127 or 126); WaitProcess says so.
         Err(status) if status.code() == Code::FailedPrecondition => {}
-        Err(status) => return Err(status).context("starting the process in the zone"),
+        Err(status) => bail!(
+            "starting the process in the zone: {}",
+            agent_client::describe(&status)
+        ),
     }
     let resizer =
         (attach.tty && raw.is_some()).then(|| follow_window_size(client.clone(), container, exec));
@@ -110,7 +115,12 @@ pub async fn start_attached(
             exec_id: exec.to_string(),
         })
         .await
-        .context("waiting for the process in the zone")?
+        .map_err(|status| {
+            anyhow::anyhow!(
+                "waiting for the process in the zone: {}",
+                agent_client::describe(&status)
+            )
+        })?
         .into_inner();
     timing::mark("process exited");
     let drained = tokio::time::timeout(OUTPUT_GRACE, async {
@@ -161,9 +171,16 @@ fn forward_output(
         let mut chunks = client
             .read_output(request)
             .await
-            .context("attaching to the process output")?
+            .map_err(|status| {
+                anyhow::anyhow!(
+                    "attaching to the output: {}",
+                    agent_client::describe(&status)
+                )
+            })?
             .into_inner();
-        while let Some(chunk) = chunks.message().await.context("reading process output")? {
+        while let Some(chunk) = chunks.message().await.map_err(|status| {
+            anyhow::anyhow!("reading the output: {}", agent_client::describe(&status))
+        })? {
             writer
                 .write_all(&chunk.data)
                 .await

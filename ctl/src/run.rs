@@ -44,6 +44,15 @@ const VMM_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONSOLE_TAIL_LINES: usize = 40;
 /// Where the `--rootfs` image appears in the zone: it is attached as the first disk.
 pub const ROOTFS_DEVICE: &str = "/dev/vda";
+/// Whether the agent refused a request as asked (rather than failing).
+fn is_refusal(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::AlreadyExists
+    )
+}
+
 /// The id of the one container `zonectl` runs in a zone.
 pub const CONTAINER_ID: &str = "main";
 /// How long `zonectl` waits for the agent's service once the agent said it is ready.
@@ -331,18 +340,35 @@ pub fn talk_to_agent(
         let mut client = agent_client::connect_retrying(&zone.vsock_socket(), AGENT_API_PATIENCE)
             .await
             .context("reaching the agent's service")?;
-        client
-            .create_container(create)
-            .await
-            .context("creating the container")?;
-        timing::mark("container created");
-        let end = attach::start_attached(&client, CONTAINER_ID, "", attach).await?;
+        let end = match client.create_container(create).await {
+            Ok(_) => {
+                timing::mark("container created");
+                attach::start_attached(&client, CONTAINER_ID, "", attach).await?
+            }
+            // The zone is fine; the container cannot be made as asked (a bad user, a
+            // directory that is not there, an image that does not mount): as `docker run`
+            // does, that is the command failing to start.
+            Err(status) if is_refusal(&status) => ProcessEnd {
+                exit_code: attach::EXIT_CANNOT_RUN,
+                signal: 0,
+                error: status.message().to_string(),
+            },
+            Err(status) => bail!(
+                "creating the container: {}",
+                agent_client::describe(&status)
+            ),
+        };
         client
             .shutdown(ShutdownRequest {
                 action: Action::PowerOff as i32,
             })
             .await
-            .context("asking the zone to power off")?;
+            .map_err(|status| {
+                anyhow::anyhow!(
+                    "asking the zone to power off: {}",
+                    agent_client::describe(&status)
+                )
+            })?;
         anyhow::Ok(end)
     })?;
     drop(lifeline);
