@@ -1,14 +1,27 @@
-//! Where and as whom a requested command runs.
+//! Containers in a zone: several per zone (a Kubernetes pod is one zone), each with its own
+//! root, mounts, cgroup and optional hostname, and processes run in them with the OCI
+//! runtime-spec process settings.
 //!
-//! Without `rootfs` a command runs in the zone's own userland, as today. With it, the agent
-//! mounts the container root once per zone ([`rootfs`]), and the child chroots into it between
-//! fork and exec. `user` ([`users`]) and `hostname` apply in both cases. [`Launch::prepare`]
-//! checks every value from the request ([`spec`]) before anything is mounted or changed;
-//! [`Launch::configure`] adds the child-side steps to the `Command`.
+//! - [`config`]: the agent's own types for a container ([`ContainerConfig`]) and a process
+//!   ([`ProcessConfig`]), with every check that needs no file system; [`caps`] and
+//!   [`rlimits`] name capabilities and limits as the runtime spec does.
+//! - [`Container::create`] mounts the root ([`rootfs`]) and the extra mounts ([`volumes`]),
+//!   makes the cgroup ([`cgroup`]); [`Container::command`] resolves the user ([`users`]) and
+//!   builds the child-side steps (`process.rs`: mount namespace, pivot_root, rlimits, ids,
+//!   capabilities); [`Container::destroy`] undoes it all.
+//! - [`Launch`] adapts today's `RunCommandRequest` onto that: a request with a rootfs runs in
+//!   the container "main", one per zone; one without runs in the zone's own userland.
 
+pub mod caps;
+pub mod cgroup;
+pub mod config;
+mod instance;
+mod process;
+pub mod rlimits;
 pub mod rootfs;
 pub mod spec;
 pub mod users;
+pub mod volumes;
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -16,21 +29,39 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 use nix::errno::Errno;
-use nix::unistd::{chdir, chroot, setgid, setgroups, setuid, Gid, Uid};
+use nix::unistd::{chdir, setgid, setgroups, setuid, Gid, Uid};
 use zone_proto::agent::v1::RunCommandRequest;
 
+pub use caps::{default_capabilities, CapError, CapSet, Capability, CapabilitySets};
+pub use cgroup::{CgroupError, CgroupPlace, CgroupStats, CpuStats, MemoryStats, PidsStats};
+pub use config::{
+    ConfigError, ContainerConfig, ContainerId, MountKind, MountOptions, MountSpec, ProcessConfig,
+    RootfsSource,
+};
+pub use instance::{Container, ContainerError, Layout, PreparedProcess};
+pub use rlimits::{Rlimit, RlimitError, RlimitResource};
+pub use spec::{FsType, RootfsSpec, SpecError};
+pub use volumes::VolumeError;
+
 use crate::runner::DEFAULT_PATH;
-use rootfs::{is_dir_in_root, read_in_root, RootfsError};
-use spec::{check_hostname, parse_cwd, RootfsSpec, SpecError};
+use rootfs::{read_in_root, RootfsError};
+use spec::{check_hostname, parse_cwd};
 use users::{resolve_user, Identity, UserError};
 
 /// PATH given to a command in a container unless the request's env sets its own.
 pub const CONTAINER_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The id of the container [`Launch`] runs `RunCommandRequest`s with a rootfs in.
+pub const MAIN_CONTAINER: &str = "main";
+
 /// Most bytes read from a root's /etc/passwd or /etc/group.
 const ACCOUNT_FILE_LIMIT: u64 = 1 << 20;
+
+/// The container requests with a rootfs run in, and the rootfs it was made from.
+static MAIN: Mutex<Option<(RootfsSpec, Container)>> = Mutex::new(None);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -40,6 +71,15 @@ pub enum LaunchError {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     User(#[from] UserError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(
+        "this zone's container rootfs is already {device} ({fstype}); a zone runs one container"
+    )]
+    OtherRootfs {
+        device: String,
+        fstype: &'static str,
+    },
     #[error("cwd {0:?} is not a directory")]
     CwdNotDirectory(String),
     #[error("setting the hostname")]
@@ -49,16 +89,26 @@ pub enum LaunchError {
 /// How a command is placed: worked out in the agent, applied in the child.
 #[derive(Debug)]
 pub struct Launch {
-    /// chroot into this first (the container root).
-    root: Option<CString>,
-    cwd: CString,
-    identity: Option<Identity>,
+    placement: Placement,
+    home: Option<String>,
     path: &'static str,
 }
 
+#[derive(Debug)]
+enum Placement {
+    /// The zone's own userland: chdir, then the user if one was asked for.
+    Zone {
+        cwd: CString,
+        identity: Option<Identity>,
+    },
+    /// The container "main".
+    Container(PreparedProcess),
+}
+
 impl Launch {
-    /// Checks the request's placement fields, mounts the container root if asked for, resolves
-    /// the user and sets the hostname. Nothing is changed when a value is bad.
+    /// Checks the request's placement fields, creates the container "main" from the rootfs
+    /// the first time one is asked for, resolves the user and sets the zone's hostname.
+    /// Nothing is changed when a value is bad.
     pub fn prepare(request: &RunCommandRequest) -> Result<Self, LaunchError> {
         if !request.hostname.is_empty() {
             check_hostname(&request.hostname)?;
@@ -66,17 +116,33 @@ impl Launch {
         let launch = match &request.rootfs {
             Some(rootfs) => {
                 let spec = RootfsSpec::parse(rootfs)?;
-                let cwd = parse_cwd(&request.cwd)?;
-                let root = rootfs::ensure_mounted(&spec)?;
-                let identity = identity_in(root, &request.user)?;
-                let cwd_text = cwd.to_string_lossy();
-                if !is_dir_in_root(root, &cwd_text) {
-                    return Err(LaunchError::CwdNotDirectory(cwd_text.into_owned()));
-                }
+                parse_cwd(&request.cwd)?;
+                let process = ProcessConfig {
+                    args: request.args.clone(),
+                    cwd: request.cwd.clone(),
+                    user: request.user.clone(),
+                    ..Default::default()
+                };
+                let mut main = MAIN.lock().unwrap_or_else(PoisonError::into_inner);
+                let container = match &*main {
+                    Some((current, container)) if *current == spec => container,
+                    Some((current, _)) => {
+                        return Err(LaunchError::OtherRootfs {
+                            device: current.device.display().to_string(),
+                            fstype: current.fstype.as_str(),
+                        })
+                    }
+                    None => {
+                        let id = ContainerId::new(MAIN_CONTAINER).map_err(ContainerError::from)?;
+                        let config = ContainerConfig::new(id, RootfsSource::Device(spec.clone()));
+                        let container = Container::create(&config)?;
+                        &main.insert((spec, container)).1
+                    }
+                };
+                let prepared = container.prepare(&process)?;
                 Launch {
-                    root: Some(path_cstring(root)?),
-                    cwd,
-                    identity: Some(identity),
+                    home: Some(prepared.home().to_string()),
+                    placement: Placement::Container(prepared),
                     path: CONTAINER_PATH,
                 }
             }
@@ -94,9 +160,11 @@ impl Launch {
                     user => Some(identity_in(Path::new("/"), user)?),
                 };
                 Launch {
-                    root: None,
-                    cwd: CString::new(cwd).map_err(|_| SpecError::Cwd(cwd.to_string()))?,
-                    identity,
+                    home: identity.as_ref().map(|id| id.home.clone()),
+                    placement: Placement::Zone {
+                        cwd: CString::new(cwd).map_err(|_| SpecError::Cwd(cwd.to_string()))?,
+                        identity,
+                    },
                     path: DEFAULT_PATH,
                 }
             }
@@ -114,40 +182,35 @@ impl Launch {
 
     /// The HOME to give the command unless its env sets one.
     pub fn home(&self) -> Option<&str> {
-        self.identity.as_ref().map(|id| id.home.as_str())
+        self.home.as_deref()
     }
 
-    /// Adds the child-side steps to `command`: chroot, chdir, then groups, gid and uid.
+    /// Adds the child-side steps to `command`: in the container, those of `process.rs`; in
+    /// the zone, chdir, then groups, gid and uid.
     pub fn configure(self, command: &mut Command) {
-        if self.root.is_none() && self.identity.is_none() {
-            command.current_dir(OsStr::from_bytes(self.cwd.as_bytes()));
+        let (cwd, identity) = match self.placement {
+            Placement::Container(prepared) => {
+                prepared.apply(command);
+                return;
+            }
+            Placement::Zone { cwd, identity } => (cwd, identity),
+        };
+        let Some(identity) = identity else {
+            command.current_dir(OsStr::from_bytes(cwd.as_bytes()));
             return;
-        }
-        let Launch {
-            root,
-            cwd,
-            identity,
-            ..
-        } = self;
-        let ids = identity.map(|id| {
-            let groups: Vec<Gid> = id.groups.iter().copied().map(Gid::from_raw).collect();
-            (Uid::from_raw(id.uid), Gid::from_raw(id.gid), groups)
-        });
+        };
+        let groups: Vec<Gid> = identity.groups.iter().copied().map(Gid::from_raw).collect();
+        let (uid, gid) = (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid));
         let child_steps = move || -> io::Result<()> {
-            if let Some(root) = &root {
-                chroot(root.as_c_str())?;
-            }
             chdir(cwd.as_c_str())?;
-            if let Some((uid, gid, groups)) = &ids {
-                setgroups(groups)?;
-                setgid(*gid)?;
-                setuid(*uid)?;
-            }
+            setgroups(&groups)?;
+            setgid(gid)?;
+            setuid(uid)?;
             Ok(())
         };
         // SAFETY: the closure runs in the forked child before exec. It only makes the
-        // chroot(2), chdir(2), setgroups(2), setgid(2) and setuid(2) system calls, which are
-        // async-signal-safe, on C strings and a group list built in the parent: it neither
+        // chdir(2), setgroups(2), setgid(2) and setuid(2) system calls, which are
+        // async-signal-safe, on a C string and a group list built in the parent: it neither
         // allocates nor takes locks.
         unsafe {
             command.pre_exec(child_steps);
@@ -160,11 +223,6 @@ fn identity_in(root: &Path, user: &str) -> Result<Identity, LaunchError> {
     let passwd = read_in_root(root, "/etc/passwd", ACCOUNT_FILE_LIMIT)?.unwrap_or_default();
     let group = read_in_root(root, "/etc/group", ACCOUNT_FILE_LIMIT)?.unwrap_or_default();
     Ok(resolve_user(user, &passwd, &group)?)
-}
-
-fn path_cstring(path: &Path) -> Result<CString, LaunchError> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| LaunchError::Spec(SpecError::Cwd(path.display().to_string())))
 }
 
 #[cfg(test)]
@@ -192,7 +250,7 @@ mod tests {
 
         assert_eq!(launch.default_path(), DEFAULT_PATH);
         assert_eq!(launch.home(), None);
-        assert!(launch.root.is_none());
+        assert!(matches!(launch.placement, Placement::Zone { .. }));
     }
 
     #[test]
