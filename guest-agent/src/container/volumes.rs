@@ -98,10 +98,14 @@ fn mount_one(root: &Path, spec: &MountSpec, stack: &mut MountStack) -> Result<()
             };
             mount(Some(source), &target, None::<&str>, bind, None::<&str>)
                 .map_err(mount_error("bind"))?;
-            stack.push(&real_path(&target));
+            let mounted = real_path(&target);
+            stack.push(&mounted);
             if !flags.is_empty() {
+                // The descriptor names the directory under the new mount, not the mount: the
+                // remount goes by path. That path is fully resolved (no links) and no process
+                // of the container runs yet to change it.
                 let remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags;
-                mount(None::<&str>, &target, None::<&str>, remount, None::<&str>)
+                mount(None::<&str>, &mounted, None::<&str>, remount, None::<&str>)
                     .map_err(mount_error("bind (remount)"))?;
             }
         }
