@@ -451,6 +451,10 @@ fn test_container_destroy_kills_unmounts_and_removes_cgroup() {
         .command(&ProcessConfig::new(&["true"]))
         .unwrap_err();
     assert!(matches!(after, ContainerError::Destroyed(_)), "{after}");
+    assert!(matches!(
+        container.stats(),
+        Err(ContainerError::Destroyed(_))
+    ));
     // The id is free again.
     drop(world.create(&config));
     assert_eq!(mounts_under(&world.base), Vec::<String>::new());

@@ -196,9 +196,7 @@ impl Container {
     /// Checks `process` against the container (user, cwd, capabilities) and builds what its
     /// child will do; nothing is changed yet.
     pub fn prepare(&self, process: &ProcessConfig) -> Result<PreparedProcess, ContainerError> {
-        if self.destroyed {
-            return Err(ContainerError::Destroyed(self.id.clone()));
-        }
+        self.live()?;
         process.check()?;
         let capabilities = process.capabilities.unwrap_or_else(default_capabilities);
         let last_cap = kernel_last_cap().map_err(ContainerError::LastCap)?;
@@ -249,16 +247,26 @@ impl Container {
 
     /// Moves a running process (and so its later children) into the container's cgroup.
     pub fn add_process(&self, pid: u32) -> Result<(), ContainerError> {
+        self.live()?;
         Ok(self.cgroup.add_process(pid)?)
     }
 
     /// The pids of the container's processes.
     pub fn pids(&self) -> Result<Vec<u32>, ContainerError> {
+        self.live()?;
         Ok(self.cgroup.pids()?)
     }
 
     pub fn stats(&self) -> Result<CgroupStats, ContainerError> {
+        self.live()?;
         Ok(self.cgroup.stats()?)
+    }
+
+    fn live(&self) -> Result<(), ContainerError> {
+        if self.destroyed {
+            return Err(ContainerError::Destroyed(self.id.clone()));
+        }
+        Ok(())
     }
 
     /// Kills the container's processes, removes its cgroup, unmounts everything mounted for
