@@ -12,7 +12,7 @@
 //!
 //! Everything is mounted once, when the container is created, in the agent's mount namespace;
 //! each process of the container then gets a copy of that tree as its own root
-//! ([`super::process`]). The image is untrusted: mount points inside it must be real
+//! (`process.rs`). The image is untrusted: mount points inside it must be real
 //! directories (a symlink named `proc` would otherwise redirect a mount into the zone), and
 //! files are read from it with `openat2(RESOLVE_IN_ROOT)` so symlinks resolve inside the image
 //! as they would in the container.

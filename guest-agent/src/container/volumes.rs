@@ -312,6 +312,21 @@ mod tests {
     }
 
     #[test]
+    fn test_option_flags_each_option_its_flag() {
+        assert_eq!(option_flags(MountOptions::default()), MsFlags::empty());
+        let all = MountOptions {
+            readonly: true,
+            nosuid: true,
+            nodev: true,
+            noexec: true,
+        };
+        assert_eq!(
+            option_flags(all),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
+        );
+    }
+
+    #[test]
     fn test_data_for_kinds() {
         let tmpfs = MountKind::Tmpfs {
             size: Some(65536),
