@@ -19,3 +19,4 @@ pub mod stdio;
 pub mod sysinfo;
 pub mod tty;
 pub mod vsock;
+pub mod wire_spec;

@@ -232,11 +232,20 @@ impl Agent for AgentService {
 
     async fn container_stats(
         &self,
-        _request: Request<ContainerStatsRequest>,
+        request: Request<ContainerStatsRequest>,
     ) -> Result<Response<ContainerStatsResponse>, Status> {
-        Err(Status::unimplemented(
-            "container stats need the agent's cgroup support, which this agent lacks",
-        ))
+        let stats = self.containers.stats(&request.get_ref().container_id)?;
+        let memory = stats.memory.unwrap_or_default();
+        Ok(Response::new(ContainerStatsResponse {
+            cpu_usage_usec: stats.cpu.usage_usec,
+            cpu_user_usec: stats.cpu.user_usec,
+            cpu_system_usec: stats.cpu.system_usec,
+            memory_current_bytes: memory.current,
+            memory_limit_bytes: memory.max.unwrap_or(0),
+            memory_anon_bytes: memory.anon,
+            memory_file_bytes: memory.file,
+            pids_current: stats.pids.map_or(0, |pids| pids.current),
+        }))
     }
 
     async fn remove_container(

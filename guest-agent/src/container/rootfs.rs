@@ -1,34 +1,40 @@
-//! The container's root file system inside the zone, mounted once per zone:
+//! A container's root file system inside the zone, one per container:
 //!
 //! ```text
-//! /run/zone/rootfs/lower   the image's block device, read-only (ext4 or erofs)
-//! /run/zone/rootfs/rw      tmpfs holding the overlay's upper/ and work/
-//! /run/zone/container      overlay (lower + rw/upper): the container's /, writes stay in RAM
+//! /run/zone/containers/<id>/lower   the image's block device read-only (ext4 or erofs), or
+//!                                   a zone directory bound read-only
+//! /run/zone/containers/<id>/rw      tmpfs holding the overlay's upper/ and work/
+//! /run/zone/containers/<id>/root    overlay (lower + rw/upper): the container's /, writes
+//!                                   stay in RAM
 //!   proc/ sys/ (ro) dev/ (tmpfs: null zero full random urandom tty, pts/, shm/) tmp/ (tmpfs
-//!   only if the image has none)
+//!   only if the image has none), then the config's extra mounts ([`super::volumes`])
 //! ```
 //!
-//! The image is untrusted: mount points inside it must be real directories (a symlink named
-//! `proc` would otherwise redirect a mount into the zone), and files are read from it with
-//! `openat2(RESOLVE_IN_ROOT)` so symlinks resolve inside the image as they would after chroot.
+//! Everything is mounted once, when the container is created, in the agent's mount namespace;
+//! each process of the container then gets a copy of that tree as its own root
+//! (`process.rs`). The image is untrusted: mount points inside it must be real
+//! directories (a symlink named `proc` would otherwise redirect a mount into the zone), and
+//! files are read from it with `openat2(RESOLVE_IN_ROOT)` so symlinks resolve inside the image
+//! as they would in the container.
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
-use super::spec::{RootfsSpec, SpecError};
+use super::config::RootfsSource;
+use super::spec::SpecError;
 
-pub const LOWER_DIR: &str = "/run/zone/rootfs/lower";
-pub const RW_DIR: &str = "/run/zone/rootfs/rw";
-/// The container's root directory, as the agent sees it.
-pub const CONTAINER_ROOT: &str = "/run/zone/container";
+/// Where containers' directories are made in a zone.
+pub const CONTAINERS_DIR: &str = "/run/zone/containers";
+/// The root directory of the container [`super::Launch`] runs requests in, as the agent sees
+/// it.
+pub const CONTAINER_ROOT: &str = "/run/zone/containers/main/root";
 
 /// Character devices created in the container's /dev: name, major, minor.
 const DEV_NODES: &[(&str, u64, u64)] = &[
@@ -48,20 +54,10 @@ const DEV_LINKS: &[(&str, &str)] = &[
     ("ptmx", "pts/ptmx"),
 ];
 
-/// The rootfs mounted so far in this zone; the mount table is global, so is this.
-static MOUNTED: Mutex<Option<RootfsSpec>> = Mutex::new(None);
-
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     #[error(transparent)]
     Spec(#[from] SpecError),
-    #[error(
-        "this zone's container rootfs is already {device} ({fstype}); a zone runs one container"
-    )]
-    OtherRootfs {
-        device: String,
-        fstype: &'static str,
-    },
     #[error("mounting {device} read-only as {fstype} failed (is it an {fstype} image?)")]
     MountImage {
         device: String,
@@ -69,6 +65,8 @@ pub enum RootfsError {
         #[source]
         source: Errno,
     },
+    #[error("rootfs directory {0} is not a directory")]
+    SourceNotDirectory(PathBuf),
     #[error("mounting {fstype} on {target}")]
     Mount {
         fstype: &'static str,
@@ -88,50 +86,133 @@ pub enum RootfsError {
     Read(String, #[source] io::Error),
     #[error("{0} in the root is larger than {1} bytes")]
     TooLarge(String, u64),
+    #[error("removing {0}")]
+    Remove(PathBuf, #[source] io::Error),
 }
 
-/// Mounts `spec` as the container root unless it already is; returns the root directory.
-/// A second, different rootfs is refused. On failure everything mounted is undone.
-pub fn ensure_mounted(spec: &RootfsSpec) -> Result<&'static Path, RootfsError> {
-    let mut mounted = MOUNTED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(current) = mounted.as_ref() {
-        if current == spec {
-            return Ok(Path::new(CONTAINER_ROOT));
+/// The directories of one container under the containers directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDirs {
+    pub dir: PathBuf,
+    pub lower: PathBuf,
+    pub rw: PathBuf,
+    pub root: PathBuf,
+}
+
+impl ContainerDirs {
+    pub fn new(containers_dir: &Path, id: &str) -> Self {
+        let dir = containers_dir.join(id);
+        ContainerDirs {
+            lower: dir.join("lower"),
+            rw: dir.join("rw"),
+            root: dir.join("root"),
+            dir,
         }
-        return Err(RootfsError::OtherRootfs {
-            device: current.device.display().to_string(),
-            fstype: current.fstype.as_str(),
-        });
     }
-    spec.check_device()?;
-    let mut stack = MountStack::default();
-    mount_layers(spec, &mut stack)?;
-    mount_inside(Path::new(CONTAINER_ROOT), &mut stack)?;
-    stack.keep();
-    tracing::info!(device = %spec.device.display(), fstype = spec.fstype.as_str(), "container rootfs mounted");
-    *mounted = Some(spec.clone());
-    Ok(Path::new(CONTAINER_ROOT))
+
+    /// Detaches the root (with everything mounted under it), the tmpfs and the lower layer,
+    /// then removes the directories. Lazy unmounts never fail on a busy mount; mounts a
+    /// running process still holds go when it exits.
+    pub fn unmount_and_remove(&self) -> Result<(), RootfsError> {
+        for target in [&self.root, &self.rw, &self.lower] {
+            // A target that is no mount point (EINVAL) or gone (ENOENT) is what we want.
+            match umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+                Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+                Err(source) => {
+                    return Err(RootfsError::Mount {
+                        fstype: "umount",
+                        target: target.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        // rmdir, never a recursive removal: a mount still there must not lose its files.
+        for dir in [&self.root, &self.rw, &self.lower, &self.dir] {
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RootfsError::Remove(dir.clone(), e)),
+            }
+        }
+        Ok(())
+    }
 }
 
-fn mount_layers(spec: &RootfsSpec, stack: &mut MountStack) -> Result<(), RootfsError> {
-    let (lower, rw, root) = (
-        Path::new(LOWER_DIR),
-        Path::new(RW_DIR),
-        Path::new(CONTAINER_ROOT),
-    );
+/// Mounts the layers and the standard file systems of a container root; on failure
+/// everything mounted is undone (the returned stack undoes it too unless kept).
+pub fn mount_root(
+    dirs: &ContainerDirs,
+    source: &RootfsSource,
+    stack: &mut MountStack,
+) -> Result<(), RootfsError> {
+    mount_layers(dirs, source, stack)?;
+    mount_inside(&dirs.root, stack)
+}
+
+/// Makes the container's root mount read-only; the file systems mounted inside keep their
+/// own flags.
+pub fn make_root_readonly(root: &Path) -> Result<(), RootfsError> {
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    mount(None::<&str>, root, None::<&str>, flags, None::<&str>).map_err(|source| {
+        RootfsError::Mount {
+            fstype: "overlay (read-only remount)",
+            target: root.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn mount_layers(
+    dirs: &ContainerDirs,
+    source: &RootfsSource,
+    stack: &mut MountStack,
+) -> Result<(), RootfsError> {
+    let (lower, rw, root) = (&dirs.lower, &dirs.rw, &dirs.root);
     for dir in [lower, rw, root] {
         create_dir(dir, 0o755)?;
     }
-    let fstype = spec.fstype.as_str();
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOATIME;
-    mount(Some(&spec.device), lower, Some(fstype), flags, None::<&str>).map_err(|source| {
-        RootfsError::MountImage {
-            device: spec.device.display().to_string(),
-            fstype,
-            source,
+    match source {
+        RootfsSource::Device(spec) => {
+            let fstype = spec.fstype.as_str();
+            mount(Some(&spec.device), lower, Some(fstype), flags, None::<&str>).map_err(
+                |source| RootfsError::MountImage {
+                    device: spec.device.display().to_string(),
+                    fstype,
+                    source,
+                },
+            )?;
+            stack.push(lower);
         }
-    })?;
-    stack.push(lower);
+        RootfsSource::Directory(dir) => {
+            if !fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+                return Err(RootfsError::SourceNotDirectory(dir.clone()));
+            }
+            let bind_error = |source| RootfsError::Mount {
+                fstype: "bind",
+                target: lower.clone(),
+                source,
+            };
+            mount(
+                Some(dir),
+                lower,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(bind_error)?;
+            stack.push(lower);
+            mount(
+                None::<&str>,
+                lower,
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
+                None::<&str>,
+            )
+            .map_err(bind_error)?;
+        }
+    }
     stack.mount(
         "tmpfs",
         rw,
@@ -224,7 +305,7 @@ fn image_dir(root: &Path, name: &'static str) -> Result<PathBuf, RootfsError> {
     }
 }
 
-fn create_dir(path: &Path, mode: u32) -> Result<(), RootfsError> {
+pub(super) fn create_dir(path: &Path, mode: u32) -> Result<(), RootfsError> {
     DirBuilder::new()
         .recursive(true)
         .mode(mode)
@@ -235,12 +316,12 @@ fn create_dir(path: &Path, mode: u32) -> Result<(), RootfsError> {
 
 /// Mount points made so far; unmounted, last first, unless [`MountStack::keep`] is called.
 #[derive(Debug, Default)]
-struct MountStack {
+pub struct MountStack {
     targets: Vec<PathBuf>,
 }
 
 impl MountStack {
-    fn mount(
+    pub fn mount(
         &mut self,
         fstype: &'static str,
         target: &Path,
@@ -259,11 +340,11 @@ impl MountStack {
         Ok(())
     }
 
-    fn push(&mut self, target: &Path) {
+    pub fn push(&mut self, target: &Path) {
         self.targets.push(target.to_path_buf());
     }
 
-    fn keep(mut self) {
+    pub fn keep(mut self) {
         self.targets.clear();
     }
 }
@@ -278,7 +359,9 @@ impl Drop for MountStack {
     }
 }
 
-fn open_in_root(root: &Path, path: &str, flags: OFlag) -> Result<File, RootfsError> {
+/// `path` opened with `flags`, resolved inside `root`: `..` and symbolic links (absolute
+/// ones too) cannot leave it, magic links (`/proc/self/root`) are refused.
+pub fn open_in_root(root: &Path, path: &str, flags: OFlag) -> Result<File, RootfsError> {
     let root_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let root_dir = nix::fcntl::open(root, root_flags, Mode::empty())
         .map_err(|e| RootfsError::Open(root.display().to_string(), e))?;

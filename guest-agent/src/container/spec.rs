@@ -1,8 +1,9 @@
-//! Checked forms of the container fields of a `RunCommandRequest`: every value from the host
-//! is validated here before the agent mounts, chroots or sets anything with it.
+//! Checked forms of the container fields of a `RunCommandRequest` (and the pieces
+//! [`super::config`] shares with it): every value from the host is validated here before the
+//! agent mounts or sets anything with it.
 
 use std::ffi::CString;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use zone_proto::agent::v1::ContainerRootfs;
@@ -52,31 +53,36 @@ pub struct RootfsSpec {
 impl RootfsSpec {
     /// Checks the message's syntax; [`RootfsSpec::check_device`] checks the device itself.
     pub fn parse(rootfs: &ContainerRootfs) -> Result<Self, SpecError> {
-        let fstype = match rootfs.fstype.as_str() {
+        RootfsSpec::new(&rootfs.device, &rootfs.fstype)
+    }
+
+    /// Checks a device name (`/dev/NAME`) and a file system type (`ext4`, `erofs`).
+    pub fn new(device: &str, fstype: &str) -> Result<Self, SpecError> {
+        let fstype = match fstype {
             "ext4" => FsType::Ext4,
             "erofs" => FsType::Erofs,
             other => return Err(SpecError::FsType(other.to_string())),
         };
-        let name = rootfs
-            .device
+        let name = device
             .strip_prefix("/dev/")
             .filter(|name| is_plain_name(name))
-            .ok_or_else(|| SpecError::DevicePath(rootfs.device.clone()))?;
+            .ok_or_else(|| SpecError::DevicePath(device.to_string()))?;
         Ok(RootfsSpec {
             device: Path::new("/dev").join(name),
             fstype,
         })
     }
 
-    /// The device exists and is a block device (not a symlink, file or character device).
-    pub fn check_device(&self) -> Result<(), SpecError> {
+    /// The device exists and is a block device (not a symlink, file or character device);
+    /// returns its device number.
+    pub fn check_device(&self) -> Result<u64, SpecError> {
         let shown = self.device.display().to_string();
         let meta = std::fs::symlink_metadata(&self.device)
             .map_err(|_| SpecError::DeviceMissing(shown.clone()))?;
         if !meta.file_type().is_block_device() {
             return Err(SpecError::NotBlockDevice(shown));
         }
-        Ok(())
+        Ok(meta.rdev())
     }
 }
 
