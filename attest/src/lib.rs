@@ -4,4 +4,6 @@
 //! (`evidence`), reference values (`reference`), the verifier (`verify`) and attestation results (`ear`).
 //! Everything that parses TPM structures treats its input as hostile.
 
+pub mod activation;
+pub mod quote;
 pub mod tpm_types;
