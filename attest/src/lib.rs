@@ -1,9 +1,16 @@
-//! Zones attestation: a pure library shared by the host (VMM, `zonectl`) and the zone agent.
+//! zone-attest: the pure attestation library shared by the VMM, the guest agent, zonectl and
+//! verifiers. No TPM access: bytes in, bytes or verdicts out (the zone CA reads and writes its own
+//! key file).
 //!
-//! Quotes, keys and certificates (`tpm_types`, `quote`, `zone_ca`, `activation`), the evidence bundle
-//! (`evidence`), reference values (`reference`), the verifier (`verify`) and attestation results (`ear`).
-//! Everything that parses TPM structures treats its input as hostile.
+//! - [`eventlog`]: the TCG PC Client crypto-agile event log (SHA-256 bank): writer, hostile-input
+//!   parser and PCR replay.
+//! - [`measurements`]: the measurement plan, the single source of truth for what the VMM extends
+//!   into which PCR when a zone boots (and what `zonectl reference` predicts).
+//! - [`tpm_types`], [`quote`]: TPM structures (hostile input) and quote checks.
+//! - [`activation`]: MakeCredential (the CA's half of credential activation).
 
 pub mod activation;
+pub mod eventlog;
+pub mod measurements;
 pub mod quote;
 pub mod tpm_types;
