@@ -10,7 +10,10 @@
 //! - [`activation`]: MakeCredential (the CA's half of credential activation).
 
 pub mod activation;
+pub mod chain;
 pub mod eventlog;
 pub mod measurements;
 pub mod quote;
+pub mod soft_tpm;
 pub mod tpm_types;
+pub mod zone_ca;
