@@ -12,8 +12,10 @@
 pub mod activation;
 pub mod chain;
 pub mod eventlog;
+pub mod evidence;
 pub mod measurements;
 pub mod quote;
+pub mod reference;
 pub mod soft_tpm;
 pub mod tpm_types;
 pub mod zone_ca;
