@@ -10,7 +10,8 @@ use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use rand_core::OsRng;
 
 use crate::activation::{activate_credential_p256, ActivationError, CredentialChallenge};
-use crate::eventlog::{extend, initial_pcrs, PcrBank as FullBank, Sha256Digest};
+use crate::eventlog::{extend, initial_pcrs, EventLog, PcrBank as FullBank, Sha256Digest};
+use crate::measurements::Measurement;
 use crate::quote::{pcr_digest, PcrBank};
 use crate::tpm_types::{
     ClockInfo, PcrSelection, PublicKey, QuoteAttest, SymDef, TpmPublic, TpmSignature, TPM_ALG_AES,
@@ -37,6 +38,7 @@ pub struct SoftTpm {
     ak_secret: p256::ecdsa::SigningKey,
     ak_public: TpmPublic,
     pcrs: FullBank,
+    log: EventLog,
     clock: u64,
 }
 
@@ -101,6 +103,7 @@ impl SoftTpm {
             ak_secret,
             ak_public,
             pcrs: initial_pcrs(0),
+            log: EventLog::new(),
             clock: 1000,
         }
     }
@@ -124,6 +127,19 @@ impl SoftTpm {
         if let Some(v) = self.pcrs.get_mut(pcr as usize) {
             *v = extend(v, digest);
         }
+    }
+
+    /// Extends and logs `plan` as the VMM does (localities are not modelled).
+    pub fn measure(&mut self, plan: &[Measurement]) {
+        for m in plan {
+            self.extend(m.event.pcr, &m.event.digest);
+            self.log.push(m.event.clone());
+        }
+    }
+
+    /// The event log of everything [`SoftTpm::measure`]d.
+    pub fn event_log(&self) -> &EventLog {
+        &self.log
     }
 
     pub fn pcr(&self, pcr: u32) -> Sha256Digest {
