@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,6 +66,8 @@ impl Swtpm {
                 .arg(format!("dir={}", state.display()))
                 .args(["--flags", "not-need-init,startup-clear"])
                 .stdout(Stdio::null())
+                .arg("--log")
+                .arg(format!("file={}", dir.path().join("swtpm.log").display()))
                 .stderr(Stdio::inherit())
                 .spawn()
                 .expect("spawn swtpm");
@@ -197,10 +200,45 @@ impl Swtpm {
         (ok, secret, err)
     }
 
-    /// Extends `pcr` (SHA-256 bank) with `digest`.
-    pub fn extend(&self, pcr: u32, digest: &[u8; 32]) {
-        let arg = format!("{pcr}:sha256={}", hex_str(digest));
-        self.tool(&["tpm2_pcrextend", &arg]);
+    /// `TPM2_PCR_Extend` of the SHA-256 bank at `locality`, sent raw on the TPM socket after
+    /// `CMD_SET_LOCALITY` on the control socket (tpm2-tools always use locality 0, and PCR 18
+    /// takes extends from localities 2-4 only).
+    pub fn extend_at(&self, pcr: u32, digest: &[u8; 32], locality: u8) {
+        self.set_locality(locality);
+        let mut body = Vec::new();
+        body.extend_from_slice(&pcr.to_be_bytes());
+        body.extend_from_slice(&9u32.to_be_bytes()); // authorization area: one password session
+        body.extend_from_slice(&0x4000_0009u32.to_be_bytes()); // TPM_RS_PW
+        body.extend_from_slice(&[0, 0, 0, 0, 0]); // empty nonce, attributes 0, empty hmac
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(&0x000bu16.to_be_bytes());
+        body.extend_from_slice(digest);
+        let mut cmd = Vec::new();
+        cmd.extend_from_slice(&0x8002u16.to_be_bytes());
+        cmd.extend_from_slice(&(10 + body.len() as u32).to_be_bytes());
+        cmd.extend_from_slice(&0x0000_0182u32.to_be_bytes()); // TPM_CC_PCR_Extend
+        cmd.extend_from_slice(&body);
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to swtpm");
+        s.write_all(&cmd).expect("send PCR_Extend");
+        let mut rsp = [0u8; 10];
+        s.read_exact(&mut rsp).expect("PCR_Extend response");
+        let rc = u32::from_be_bytes([rsp[6], rsp[7], rsp[8], rsp[9]]);
+        assert_eq!(
+            rc, 0,
+            "swtpm refused PCR_Extend of PCR {pcr} at locality {locality}: {rc:#x}"
+        );
+        self.set_locality(0);
+    }
+
+    /// swtpm control channel `CMD_SET_LOCALITY` (5).
+    fn set_locality(&self, locality: u8) {
+        let mut c = TcpStream::connect(("127.0.0.1", self.port + 1)).expect("connect to ctrl");
+        let mut req = 5u32.to_be_bytes().to_vec();
+        req.push(locality);
+        c.write_all(&req).expect("CMD_SET_LOCALITY");
+        let mut rsp = [0u8; 4];
+        c.read_exact(&mut rsp).expect("CMD_SET_LOCALITY response");
+        assert_eq!(rsp, [0; 4], "swtpm refused locality {locality}");
     }
 }
 
@@ -217,4 +255,109 @@ pub fn hex_str(b: &[u8]) -> String {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// An [`zone_attest::protocol::Attester`] that drives the swtpm with tpm2-tools, as a host-side
+/// `zonectl attest` could before tss-esapi is wired in.
+#[derive(Debug)]
+pub struct ToolsAttester<'a> {
+    pub tpm: &'a Swtpm,
+    pub ek_alg: &'a str,
+    pub log: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct ToolError(pub String);
+
+impl std::fmt::Display for ToolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ToolError {}
+
+impl zone_attest::protocol::Attester for ToolsAttester<'_> {
+    type Error = ToolError;
+
+    fn ek_public(&mut self) -> Result<zone_attest::tpm_types::TpmPublic, ToolError> {
+        if !self.tpm.path("ek.pub").exists() {
+            self.tpm.create_ek_ak(self.ek_alg, "ecc");
+        }
+        zone_attest::tpm_types::TpmPublic::from_tpm2b(&self.tpm.read("ek.pub"))
+            .map_err(|e| ToolError(e.to_string()))
+    }
+
+    fn ak_public(&mut self) -> Result<zone_attest::tpm_types::TpmPublic, ToolError> {
+        if !self.tpm.path("ak.pub").exists() {
+            self.tpm.create_ek_ak(self.ek_alg, "ecc");
+        }
+        zone_attest::tpm_types::TpmPublic::from_tpm2b(&self.tpm.read("ak.pub"))
+            .map_err(|e| ToolError(e.to_string()))
+    }
+
+    fn activate_credential(
+        &mut self,
+        challenge: &zone_attest::activation::CredentialChallenge,
+    ) -> Result<Vec<u8>, ToolError> {
+        self.tpm.write("challenge.cred", &challenge.to_tpm2_tools());
+        match self.tpm.activate("challenge.cred") {
+            (true, secret, _) => Ok(secret),
+            (false, _, err) => Err(ToolError(format!("tpm2_activatecredential: {err}"))),
+        }
+    }
+
+    fn quote(
+        &mut self,
+        nonce: &[u8],
+        pcrs: &[u32],
+    ) -> Result<zone_attest::protocol::RawQuote, ToolError> {
+        let mut sorted = pcrs.to_vec();
+        sorted.sort_unstable();
+        let list = sorted
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let (ok, _, err) = self.tpm.tool_status(&[
+            "tpm2_quote",
+            "-c",
+            "ak.ctx",
+            "-l",
+            &format!("sha256:{list}"),
+            "-q",
+            &hex_str(nonce),
+            "-m",
+            "quote.msg",
+            "-s",
+            "quote.sig",
+            "-o",
+            "quote.pcrs",
+            "-F",
+            "values",
+            "-g",
+            "sha256",
+        ]);
+        if !ok {
+            return Err(ToolError(format!("tpm2_quote: {err}")));
+        }
+        let values = self.tpm.read("quote.pcrs");
+        if values.len() != 32 * sorted.len() {
+            return Err(ToolError(format!("quote.pcrs has {} bytes", values.len())));
+        }
+        let pcrs = sorted
+            .iter()
+            .zip(values.chunks(32))
+            .map(|(p, v)| (*p, <[u8; 32]>::try_from(v).expect("chunks of 32")))
+            .collect();
+        Ok(zone_attest::protocol::RawQuote {
+            attest: self.tpm.read("quote.msg"),
+            signature: self.tpm.read("quote.sig"),
+            pcrs,
+        })
+    }
+
+    fn event_log(&mut self) -> Result<Vec<u8>, ToolError> {
+        Ok(self.log.clone())
+    }
 }
