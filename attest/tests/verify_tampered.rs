@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use zone_attest::ear;
 use zone_attest::eventlog::{self, EventLog};
 use zone_attest::evidence::{sha256_uri, Evidence, ZoneManifest};
 use zone_attest::measurements::{self, BootInputs, ZoneClaims};
@@ -140,6 +141,16 @@ fn test_verify_good_bundle_is_affirmed() {
         Some(IMAGE)
     );
     assert_eq!(v.pcrs.len(), 6);
+    // The attestation result says so, signed.
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let result = Ok(v);
+    let jwt = ear::sign_jwt(
+        &ear::appraise(&result, &NONCE, "zones/test", SystemTime::now()),
+        &key,
+    );
+    let back = ear::verify_jwt(&jwt, key.verifying_key()).expect("EAR verifies");
+    assert_eq!(back.submods["zone"].status, ear::Status::Affirming);
+    assert!(ear::summary(&result).starts_with("AFFIRMING: zone zone-1 on host host-a"));
     // And it survives the JSON round trip.
     let back = Evidence::from_json(e.to_json().as_bytes()).expect("json");
     check(&back, &z.ca).expect("affirmed after JSON");
