@@ -10,7 +10,9 @@
 //! - AK certificate: issued only after credential activation against that EK succeeded; EKU
 //!   `tcg-kp-AIKCertificate` (2.23.133.8.3, the TCG Privacy-CA certificate); SAN URIs zone, host
 //!   and `urn:zones:ek-sha256:<hex SHA-256 of the EK certificate's SubjectPublicKeyInfo DER>`,
-//!   naming the EK the activation was done against.
+//!   naming the EK the activation was done against, and `urn:zones:ak-name:<hex TPM name>`,
+//!   the AK's name (nameAlg ‖ SHA-256 of its TPMT_PUBLIC) the credential was bound to, so the
+//!   certificate fixes the AK's attributes too, not only its key.
 //!
 //! Ids are `[A-Za-z0-9._-]{1,128}` so that the URNs parse without ambiguity.
 
@@ -33,6 +35,7 @@ pub const TCG_KP_AIK_CERTIFICATE: ObjectIdentifier = ObjectIdentifier::new_unwra
 pub const URN_ZONE: &str = "urn:zones:zone:";
 pub const URN_HOST: &str = "urn:zones:host:";
 pub const URN_EK: &str = "urn:zones:ek-sha256:";
+pub const URN_AK_NAME: &str = "urn:zones:ak-name:";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChainError {
@@ -73,6 +76,8 @@ pub struct CertifiedKey {
     pub spki_der: Vec<u8>,
     /// AK certificates: SHA-256 of the EK SPKI the activation used (hex).
     pub ek_spki_sha256: Option<String>,
+    /// AK certificates: the AK's TPM name the activation was bound to (hex).
+    pub ak_name: Option<String>,
 }
 
 /// Whether `id` is a valid zone or host id.
@@ -223,17 +228,12 @@ pub fn verify_leaf(
         return Err(ChainError::MissingEku(eku_name));
     }
     let uris = uris(&leaf)?;
-    let ek_spki_sha256 = match role {
-        Role::Ek => None,
-        Role::Ak => {
-            let mut found = uris.iter().filter_map(|u| u.strip_prefix(URN_EK));
-            match (found.next(), found.next()) {
-                (Some(h), None) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    Some(h.to_ascii_lowercase())
-                }
-                _ => return Err(ChainError::San(format!("need exactly one {URN_EK} URI"))),
-            }
-        }
+    let (ek_spki_sha256, ak_name) = match role {
+        Role::Ek => (None, None),
+        Role::Ak => (
+            Some(one_hex_uri(&uris, URN_EK, 64)?),
+            Some(one_hex_uri(&uris, URN_AK_NAME, 68)?),
+        ),
     };
     Ok(CertifiedKey {
         role,
@@ -245,7 +245,19 @@ pub fn verify_leaf(
             .to_der()
             .map_err(|e| ChainError::Parse(e.to_string()))?,
         ek_spki_sha256,
+        ak_name,
     })
+}
+
+/// The single URI with `prefix` whose suffix is `len` hex digits, lowercased.
+fn one_hex_uri(uris: &[String], prefix: &str, len: usize) -> Result<String, ChainError> {
+    let mut found = uris.iter().filter_map(|u| u.strip_prefix(prefix));
+    match (found.next(), found.next()) {
+        (Some(h), None) if h.len() == len && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(h.to_ascii_lowercase())
+        }
+        _ => Err(ChainError::San(format!("need exactly one {prefix} URI"))),
+    }
 }
 
 #[cfg(test)]

@@ -4,14 +4,15 @@
 //! ```json
 //! {
 //!   "format": "zones-reference/v1",
-//!   "pcrs": { "0": "<64 hex>", "1": "...", "4": "...", "8": "...", "9": "..." },
+//!   "pcrs": { "0": "<64 hex>", "1": "...", "2": "...", ..., "9": "..." },
 //!   "components": { "vmm-version": "sha256:<hex>", "zone-config": "sha256:<hex>",
 //!                   "kernel": "sha256:<hex>", "cmdline": "sha256:<hex>", "initrd": "sha256:<hex>" },
 //!   "claims": { "image-manifest-digest": "sha256:<hex>", "oci-config-digest": "sha256:<hex>" }
 //! }
 //! ```
 //!
-//! `pcrs` are final values of the zone-independent PCRs; `components` are the digests of the
+//! `pcrs` are final values of PCRs 0-9 (every PCR the plan extends but 18, which holds the
+//! zone id); `components` are the digests of the
 //! named log events, so a mismatch can say *what* differs (another kernel, an edited command
 //! line); `claims` are the values the VMM asserts in PCR 18. The zone id (also in PCR 18) is
 //! not a reference value: the verifier compares it with the zone its certificates name.
@@ -91,13 +92,8 @@ impl ReferenceValues {
             format: FORMAT.to_string(),
             ..Default::default()
         };
-        for pcr in [
-            PCR_CRTM,
-            PCR_PLATFORM_CONFIG,
-            PCR_KERNEL,
-            PCR_CMDLINE,
-            PCR_INITRD,
-        ] {
+        // Every PCR the plan extends except the zone claims' (which hold the zone id).
+        for pcr in (0..=7).chain([PCR_CMDLINE, PCR_INITRD]) {
             r.pcrs.insert(pcr, hex::encode(replay[pcr as usize]));
         }
         for e in &log.events {
@@ -166,7 +162,7 @@ mod tests {
             Some("sha256:bb")
         );
         assert!(!r.claims.contains_key("zone-id"));
-        assert_eq!(r.pcrs.len(), 5);
+        assert_eq!(r.pcrs.len(), 10);
         let back = ReferenceValues::from_json(r.to_json().as_bytes()).expect("parses");
         assert_eq!(back, r);
     }

@@ -731,6 +731,49 @@ mod tests {
         ));
     }
 
+    /// Property test: random mutations of real TPM output and random bytes never panic any
+    /// parser (they may parse: a flipped modulus bit is still a structure).
+    #[test]
+    fn test_parsers_mutated_input_never_panics() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let seeds = [unhex(AK_PUB), unhex(QUOTE), {
+            let mut s = Vec::new();
+            s.extend_from_slice(&TPM_ALG_ECDSA.to_be_bytes());
+            s.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
+            put_tpm2b(&mut s, &[1; 32]);
+            put_tpm2b(&mut s, &[2; 32]);
+            s
+        }];
+        for _ in 0..20_000 {
+            let mut b = seeds[(next() % 3) as usize].clone();
+            match next() % 4 {
+                0 => {
+                    let n = next() as usize % (b.len() + 8);
+                    b = (0..n).map(|_| next() as u8).collect();
+                }
+                1 => b.truncate(next() as usize % (b.len() + 1)),
+                _ => {
+                    for _ in 0..(1 + next() % 4) {
+                        let i = next() as usize % b.len();
+                        b[i] = next() as u8;
+                    }
+                }
+            }
+            if let Ok(p) = TpmPublic::from_tpm2b(&b) {
+                let _ = (p.name(), p.to_spki_der());
+            }
+            let _ = QuoteAttest::parse(&b);
+            let _ = TpmSignature::parse(&b);
+            let _ = crate::activation::CredentialChallenge::from_tpm2_tools(&b);
+        }
+    }
+
     #[test]
     fn test_signature_oversized_component_is_refused() {
         let mut b = Vec::new();

@@ -19,15 +19,21 @@ use serde::Serialize;
 use crate::chain::{self, CertifiedKey, Role};
 use crate::eventlog::{sha256, EventLog, EV_EVENT_TAG, EV_NO_ACTION};
 use crate::evidence::{sha256_uri, Evidence, ZoneManifest, FORMAT};
-use crate::measurements::{CLAIM_KEYS, PCR_INITRD, PCR_KERNEL, PCR_ZONE_CLAIMS};
+use crate::measurements::{
+    CLAIM_KEYS, INITRD_EVENT_DATA, INITRD_EVENT_TAG, KERNEL_EVENT_DATA, PCR_INITRD, PCR_KERNEL,
+    PCR_ZONE_CLAIMS,
+};
 use crate::quote::{self, ct_eq, PcrBank};
 use crate::reference::{claim_of, component_of, ReferenceValues};
 use crate::tpm_types::{QuoteAttest, TpmPublic, TpmSignature};
 
-/// PCRs every quote must cover: the measured boot (0, 1, 4, 8, 9) and the zone claims (18).
-pub const REQUIRED_PCRS: [u32; 6] = [0, 1, 4, 8, 9, 18];
+/// PCRs every quote must cover: every PCR the measurement plan extends (0-7 with their
+/// separators, 8, 9) and the zone claims (18), so that every event of the log is bound.
+pub const REQUIRED_PCRS: [u32; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 18];
 /// How long a [`Verifier`] nonce stays redeemable.
 pub const NONCE_TTL: Duration = Duration::from_secs(300);
+/// Most nonces a [`Verifier`] keeps outstanding; the oldest is dropped beyond that.
+pub const MAX_OUTSTANDING: usize = 4096;
 
 /// The name of each check, as it appears in failures and attestation results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -45,7 +51,8 @@ pub enum Check {
     SameZone,
     /// The AK certificate was issued after activation against *this* EK.
     AkActivated,
-    /// The AK public key in the bundle is the certified one and is a restricted signing key.
+    /// The AK in the bundle is the certified one (key and TPM name, so attributes too) and is a
+    /// restricted signing key.
     AkCertified,
     /// The quote is signed by that AK.
     QuoteSignature,
@@ -206,7 +213,7 @@ pub fn verify(evidence: &Evidence, policy: &Policy<'_>) -> Result<Verified, Vec<
         );
     }
     match ak_public.to_spki_der() {
-        Ok(spki) if spki == ak.spki_der => {}
+        Ok(spki) if spki == ak.spki_der && ak.ak_name == Some(hex::encode(ak_public.name())) => {}
         _ => report.fail(
             Check::AkCertified,
             "the bundle's AK public key is not the key in the AK certificate (an AK that was never activated)",
@@ -267,6 +274,15 @@ pub fn verify(evidence: &Evidence, policy: &Policy<'_>) -> Result<Verified, Vec<
             return report.stop();
         }
     };
+    // The VMM writes one canonical form (SHA-256 bank only); requiring it binds the bytes the
+    // parser does not interpret (Spec ID platformClass, version, uintnSize, other banks).
+    if log.to_bytes() != evidence.event_log {
+        report.fail(
+            Check::EventLog,
+            "the log is not in the canonical form the VMM writes (header fields or digest banks differ)",
+        );
+        return report.stop();
+    }
     let replay = log.replay();
     for (pcr, value) in &signed {
         if &replay[*pcr as usize] != value {
@@ -383,7 +399,30 @@ fn parse_pcrs(evidence: &Evidence) -> Result<PcrBank, String> {
 /// Events whose digest is the hash of their own data must say what they measured.
 fn check_event_data(report: &mut Report, log: &EventLog, signed: &PcrBank) {
     for (i, e) in log.events.iter().enumerate() {
-        if !signed.contains_key(&e.pcr) || e.event_type == EV_NO_ACTION {
+        if e.event_type == EV_NO_ACTION {
+            continue;
+        }
+        if !signed.contains_key(&e.pcr) {
+            report.fail(
+                Check::EventLog,
+                format!(
+                    "event {} extends PCR {}, which the quote does not cover",
+                    i + 1,
+                    e.pcr
+                ),
+            );
+            continue;
+        }
+        if component_of(e).is_none() {
+            report.fail(
+                Check::EventLog,
+                format!(
+                    "event {} (PCR {}, type {:#x}) is not an event the measurement plan produces",
+                    i + 1,
+                    e.pcr,
+                    e.event_type
+                ),
+            );
             continue;
         }
         let digest_of_file = (e.pcr == PCR_KERNEL && component_of(e).as_deref() == Some("kernel"))
@@ -398,7 +437,25 @@ fn check_event_data(report: &mut Report, log: &EventLog, signed: &PcrBank) {
                 ),
             );
         }
+        // Events that measure a file carry a fixed label: nothing else may ride along unchecked.
+        if digest_of_file && e.data != file_event_data(e.pcr) {
+            report.fail(
+                Check::EventLog,
+                format!("event {} (PCR {}): unexpected event data", i + 1, e.pcr),
+            );
+        }
     }
+}
+
+/// The data the measurement plan gives the kernel (PCR 4) and initrd (PCR 9) events.
+fn file_event_data(pcr: u32) -> Vec<u8> {
+    if pcr == PCR_KERNEL {
+        return KERNEL_EVENT_DATA.to_vec();
+    }
+    let mut data = INITRD_EVENT_TAG.to_le_bytes().to_vec();
+    data.extend((INITRD_EVENT_DATA.len() as u32).to_le_bytes());
+    data.extend(INITRD_EVENT_DATA);
+    data
 }
 
 /// Component digests and claims from the events of signed PCRs.
@@ -592,6 +649,16 @@ impl Verifier {
                 .map(|d| d < NONCE_TTL)
                 .unwrap_or(true)
         });
+        if self.outstanding.len() >= MAX_OUTSTANDING {
+            let oldest = self
+                .outstanding
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(n, _)| *n);
+            if let Some(n) = oldest {
+                self.outstanding.remove(&n);
+            }
+        }
         let mut nonce = [0u8; 32];
         OsRng.fill_bytes(&mut nonce);
         self.outstanding.insert(nonce, now);

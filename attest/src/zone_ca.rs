@@ -35,7 +35,7 @@ use x509_cert::time::Validity;
 use x509_cert::Certificate;
 
 use crate::activation::{make_credential, ActivationError, CredentialChallenge};
-use crate::chain::{self, Role, ECDSA_WITH_SHA256, URN_EK, URN_HOST, URN_ZONE};
+use crate::chain::{self, Role, ECDSA_WITH_SHA256, URN_AK_NAME, URN_EK, URN_HOST, URN_ZONE};
 use crate::quote::{check_ak_attributes, ct_eq};
 use crate::tpm_types::{PublicKey, TpmPublic};
 
@@ -462,6 +462,7 @@ impl<S: CaSigner> ZoneCa<S> {
                 uri(format!("{URN_ZONE}{}", pending.zone_id))?,
                 uri(format!("{URN_HOST}{}", self.host_id))?,
                 uri(format!("{URN_EK}{}", pending.ek_spki_sha256))?,
+                uri(format!("{URN_AK_NAME}{}", hex::encode(pending.ak.name())))?,
             ],
         )
     }
@@ -523,6 +524,7 @@ mod tests {
         let akc = chain::verify_leaf(&ak_cert, ca.cert_der(), Role::Ak, now).expect("ak chain");
         assert_eq!(akc.spki_der, ak.to_spki_der().expect("spki"));
         assert_eq!(akc.ek_spki_sha256, Some(chain::spki_sha256(&ek.spki_der)));
+        assert_eq!(akc.ak_name, Some(hex::encode(ak.name())));
         // An AK certificate is not an EK certificate and vice versa.
         assert!(chain::verify_leaf(&ak_cert, ca.cert_der(), Role::Ek, now).is_err());
         assert!(chain::verify_leaf(&ek_cert, ca.cert_der(), Role::Ak, now).is_err());

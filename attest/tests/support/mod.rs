@@ -319,7 +319,9 @@ impl zone_attest::protocol::Attester for ToolsAttester<'_> {
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let (ok, _, err) = self.tpm.tool_status(&[
+        // PCR values come from tpm2_quote's YAML on stdout; quote.pcrs keeps tpm2-tools' own
+        // serialized form for tpm2_checkquote (its `-F values` reader takes at most 8 PCRs).
+        let (ok, out, err) = self.tpm.tool_status(&[
             "tpm2_quote",
             "-c",
             "ak.ctx",
@@ -333,23 +335,32 @@ impl zone_attest::protocol::Attester for ToolsAttester<'_> {
             "quote.sig",
             "-o",
             "quote.pcrs",
-            "-F",
-            "values",
             "-g",
             "sha256",
         ]);
         if !ok {
             return Err(ToolError(format!("tpm2_quote: {err}")));
         }
-        let values = self.tpm.read("quote.pcrs");
-        if values.len() != 32 * sorted.len() {
-            return Err(ToolError(format!("quote.pcrs has {} bytes", values.len())));
+        let mut pcrs = std::collections::BTreeMap::new();
+        for line in out.lines() {
+            let Some((idx, val)) = line.trim().split_once(':') else {
+                continue;
+            };
+            let (Ok(idx), Some(val)) = (idx.trim().parse::<u32>(), val.trim().strip_prefix("0x"))
+            else {
+                continue;
+            };
+            let bytes = hex::decode(val).map_err(|e| ToolError(format!("PCR {idx}: {e}")))?;
+            let value = <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| ToolError(format!("PCR {idx}: not SHA-256")))?;
+            pcrs.insert(idx, value);
         }
-        let pcrs = sorted
-            .iter()
-            .zip(values.chunks(32))
-            .map(|(p, v)| (*p, <[u8; 32]>::try_from(v).expect("chunks of 32")))
-            .collect();
+        if pcrs.keys().copied().collect::<Vec<_>>() != sorted {
+            return Err(ToolError(format!(
+                "tpm2_quote printed PCRs {:?}",
+                pcrs.keys()
+            )));
+        }
         Ok(zone_attest::protocol::RawQuote {
             attest: self.tpm.read("quote.msg"),
             signature: self.tpm.read("quote.sig"),
