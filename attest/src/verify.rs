@@ -188,19 +188,30 @@ pub fn verify(evidence: &Evidence, policy: &Policy<'_>) -> Result<Verified, Vec<
             "the bundle's zone CA certificate is not one this verifier trusts",
         );
     }
+    // Each trusted CA's own certificate is checked once.
+    let cas: Vec<(&[u8], Result<String, String>)> = policy
+        .trusted_cas
+        .iter()
+        .map(|ca| {
+            let host = chain::verify_ca(ca, policy.now).map_err(|e| e.to_string());
+            (ca.as_slice(), host)
+        })
+        .collect();
     let ek = leaf_from_trusted(
         &mut report,
         Check::EkCertChain,
         &evidence.ek_cert,
         Role::Ek,
-        policy,
+        &cas,
+        policy.now,
     );
     let ak = leaf_from_trusted(
         &mut report,
         Check::AkCertChain,
         &evidence.ak_cert,
         Role::Ak,
-        policy,
+        &cas,
+        policy.now,
     );
     let (Some((ek, ca_host)), Some((ak, _))) = (ek, ak) else {
         return report.stop();
@@ -322,19 +333,20 @@ fn leaf_from_trusted(
     check: Check,
     leaf: &[u8],
     role: Role,
-    policy: &Policy<'_>,
+    cas: &[(&[u8], Result<String, String>)],
+    now: SystemTime,
 ) -> Option<(CertifiedKey, String)> {
     let mut last = None;
-    for ca in policy.trusted_cas {
-        let ca_host = match chain::verify_ca(ca, policy.now) {
+    for (ca, host) in cas {
+        let ca_host = match host {
             Ok(h) => h,
             Err(e) => {
                 last = Some(format!("trusted CA unusable: {e}"));
                 continue;
             }
         };
-        match chain::verify_leaf(leaf, ca, role, policy.now) {
-            Ok(k) => return Some((k, ca_host)),
+        match chain::verify_leaf(leaf, ca, role, now) {
+            Ok(k) => return Some((k, ca_host.clone())),
             Err(e) => last = Some(e.to_string()),
         }
     }

@@ -43,6 +43,9 @@ use crate::tpm_types::{PublicKey, TpmPublic};
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Lifetime of EK and AK certificates (a zone lives far shorter; revocation is not modelled).
 const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// notBefore is set this far in the past: certificates are used right after issuance, by
+/// verifiers whose clocks may lag the host's (and UTCTime has whole seconds).
+const BACKDATE: Duration = Duration::from_secs(300);
 pub const KEY_FILE: &str = "zone-ca-key.pem";
 pub const CERT_FILE: &str = "zone-ca-cert.pem";
 
@@ -236,6 +239,17 @@ fn sign_cert(signer: &dyn CaSigner, tbs: TbsCertificate) -> Result<(Certificate,
     Ok((cert, der))
 }
 
+fn validity(lifetime: Duration) -> Result<Validity> {
+    let now = SystemTime::now();
+    let time = |t: SystemTime| {
+        x509_cert::time::Time::try_from(t).map_err(|e| ZoneCaError::Encode(e.to_string()))
+    };
+    Ok(Validity {
+        not_before: time(now - BACKDATE)?,
+        not_after: time(now + lifetime)?,
+    })
+}
+
 fn sig_alg() -> AlgorithmIdentifierOwned {
     AlgorithmIdentifierOwned {
         oid: ECDSA_WITH_SHA256,
@@ -305,8 +319,7 @@ impl<S: CaSigner> ZoneCa<S> {
             serial_number: serial(&mut OsRng)?,
             signature: sig_alg(),
             issuer: subject.clone(),
-            validity: Validity::from_now(CA_VALIDITY)
-                .map_err(|e| ZoneCaError::Encode(e.to_string()))?,
+            validity: validity(CA_VALIDITY)?,
             subject,
             subject_public_key_info: spki,
             issuer_unique_id: None,
@@ -383,8 +396,7 @@ impl<S: CaSigner> ZoneCa<S> {
             serial_number: serial(&mut OsRng)?,
             signature: sig_alg(),
             issuer: self.cert.tbs_certificate.subject.clone(),
-            validity: Validity::from_now(LEAF_VALIDITY)
-                .map_err(|e| ZoneCaError::Encode(e.to_string()))?,
+            validity: validity(LEAF_VALIDITY)?,
             subject: name(subject_cn)?,
             subject_public_key_info: spki,
             issuer_unique_id: None,
@@ -525,6 +537,18 @@ mod tests {
         assert_eq!(akc.spki_der, ak.to_spki_der().expect("spki"));
         assert_eq!(akc.ek_spki_sha256, Some(chain::spki_sha256(&ek.spki_der)));
         assert_eq!(akc.ak_name, Some(hex::encode(ak.name())));
+        // A verifier whose clock lags by a minute accepts it; one two years ahead does not.
+        chain::verify_leaf(
+            &ak_cert,
+            ca.cert_der(),
+            Role::Ak,
+            now - Duration::from_secs(60),
+        )
+        .expect("backdated notBefore");
+        assert!(matches!(
+            chain::verify_leaf(&ak_cert, ca.cert_der(), Role::Ak, now + LEAF_VALIDITY * 2),
+            Err(chain::ChainError::Validity { .. })
+        ));
         // An AK certificate is not an EK certificate and vice versa.
         assert!(chain::verify_leaf(&ak_cert, ca.cert_der(), Role::Ek, now).is_err());
         assert!(chain::verify_leaf(&ek_cert, ca.cert_der(), Role::Ak, now).is_err());
