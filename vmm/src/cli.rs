@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{DiskConfig, RawConfig, VsockConfig, DEFAULT_CMDLINE, DEFAULT_GUEST_CID};
+use crate::config::{
+    DiskConfig, RawConfig, TpmConfig, VsockConfig, DEFAULT_CMDLINE, DEFAULT_GUEST_CID,
+};
 
 /// Runs one zone: a KVM micro-VM with its own Linux kernel.
 ///
@@ -17,11 +19,14 @@ use crate::config::{DiskConfig, RawConfig, VsockConfig, DEFAULT_CMDLINE, DEFAULT
 ///   zone-vmm --kernel bzImage --initrd initrd.cpio.gz --memory 512M --cpus 2
 ///   zone-vmm --kernel vmlinux --disk data.img --disk base.img,ro --vsock /run/zones/z1/vsock.sock
 ///   zone-vmm --config zone.toml --cpus 4        (flags override the file)
+///   zone-vmm --kernel bzImage --tpm /run/zones/z1/vtpm --tpm-event-log /run/zones/z1/eventlog \
+///            --zone-claim zone-id=z1 --zone-claim image-manifest-digest=sha256:...
 #[derive(Debug, Parser)]
 #[command(name = "zone-vmm", version, verbatim_doc_comment)]
 pub struct Cli {
     /// TOML file with the same settings as the flags (kernel, initrd, cmdline, memory, cpus,
-    /// [[disk]] path/read_only, [vsock] guest_cid/socket, serial_log).
+    /// [[disk]] path/read_only, [vsock] guest_cid/socket, serial_log,
+    /// [tpm] state_dir/event_log/swtpm/claims).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Guest kernel: an uncompressed ELF vmlinux or a bzImage with a 64-bit entry point.
@@ -56,6 +61,22 @@ pub struct Cli {
     /// Discard the serial console.
     #[arg(long)]
     pub no_console: bool,
+    /// Give the zone a vTPM (CRB, measured boot): the VMM starts swtpm with its state in DIR
+    /// (created if missing, and then removed when the zone ends) and, before the first vCPU
+    /// runs, extends PCRs 0-9 and 18 with the kernel, initrd, command line, zone config and
+    /// claims. Guests see /dev/tpm0 and the event log.
+    #[arg(long, value_name = "DIR")]
+    pub tpm: Option<PathBuf>,
+    /// Also write the measured-boot event log (TCG crypto-agile, SHA-256) to FILE.
+    #[arg(long, value_name = "FILE", requires = "tpm")]
+    pub tpm_event_log: Option<PathBuf>,
+    /// A claim measured into PCR 18: zone-id=ID, image-manifest-digest=sha256:..., or
+    /// oci-config-digest=sha256:... Repeatable; absent claims are measured as empty.
+    #[arg(long, value_name = "KEY=VALUE", requires = "tpm")]
+    pub zone_claim: Vec<String>,
+    /// The swtpm binary [default: swtpm from PATH].
+    #[arg(long, value_name = "PATH", requires = "tpm")]
+    pub swtpm: Option<PathBuf>,
     /// Run even though this host's /dev/kvm is PVM nested virtualization (only PVM-patched or
     /// freestanding guests boot there).
     #[arg(long)]
@@ -78,6 +99,12 @@ impl Cli {
             }),
             serial_log: self.serial_log.clone(),
             console_off: self.no_console.then_some(true),
+            tpm: self.tpm.clone().map(|state_dir| TpmConfig {
+                state_dir,
+                event_log: self.tpm_event_log.clone(),
+                swtpm: self.swtpm.clone(),
+                claims: self.zone_claim.clone(),
+            }),
         }
     }
 }
@@ -114,5 +141,27 @@ mod tests {
         assert!(Cli::try_parse_from(["zone-vmm", "--disk", "a,bogus"]).is_err());
         assert!(Cli::try_parse_from(["zone-vmm", "--vsock-cid", "5"]).is_err());
         assert!(Cli::try_parse_from(["zone-vmm", "--no-console", "--serial-log", "x"]).is_err());
+        assert!(Cli::try_parse_from(["zone-vmm", "--zone-claim", "zone-id=z"]).is_err());
+        assert!(Cli::try_parse_from(["zone-vmm", "--tpm-event-log", "f"]).is_err());
+    }
+
+    #[test]
+    fn test_cli_parses_tpm_options() {
+        let cli = Cli::try_parse_from([
+            "zone-vmm",
+            "--tpm",
+            "/run/z/vtpm",
+            "--tpm-event-log",
+            "/run/z/log",
+            "--zone-claim",
+            "zone-id=z1",
+            "--zone-claim",
+            "oci-config-digest=sha256:00",
+        ])
+        .expect("parse");
+        let tpm = cli.flags().tpm.expect("tpm");
+        assert_eq!(tpm.state_dir, PathBuf::from("/run/z/vtpm"));
+        assert_eq!(tpm.event_log, Some(PathBuf::from("/run/z/log")));
+        assert_eq!(tpm.claims.len(), 2);
     }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use zone_attest::measurements::{PlatformConfig, ZoneClaims, CLAIM_KEYS};
 
 /// Kernel command line used when none is given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
@@ -41,6 +42,83 @@ pub enum ConfigError {
     ReadFile { path: PathBuf, reason: String },
     #[error("config file {path}: {reason}")]
     ParseFile { path: PathBuf, reason: String },
+    #[error("zone claim {0:?}: expected KEY=VALUE with KEY one of {keys}", keys = CLAIM_KEYS.join(", "))]
+    BadClaim(String),
+    #[error("zone claim {0:?}: the value must be at most {MAX_CLAIM_LEN} printable characters")]
+    BadClaimValue(String),
+}
+
+/// Longest zone claim value.
+pub const MAX_CLAIM_LEN: usize = 512;
+/// The TPM interface zones get.
+pub const TPM_INTERFACE: &str = "crb";
+
+/// The zone's vTPM as written: a swtpm the VMM starts, with its state in `state_dir`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmConfig {
+    /// swtpm's state directory. Created if missing, and then removed when the zone ends; an
+    /// existing directory (a provisioned vTPM) is used and kept.
+    pub state_dir: PathBuf,
+    /// Where to write the measured-boot event log (also in guest memory for the kernel).
+    #[serde(default)]
+    pub event_log: Option<PathBuf>,
+    /// The swtpm binary [default: `swtpm` from PATH].
+    #[serde(default)]
+    pub swtpm: Option<PathBuf>,
+    /// Zone claims for PCR 18, `KEY=VALUE`.
+    #[serde(default)]
+    pub claims: Vec<String>,
+}
+
+/// A checked vTPM configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneTpm {
+    pub state_dir: PathBuf,
+    pub event_log: Option<PathBuf>,
+    pub swtpm: PathBuf,
+    pub claims: ZoneClaims,
+}
+
+impl TryFrom<TpmConfig> for ZoneTpm {
+    type Error = ConfigError;
+
+    fn try_from(raw: TpmConfig) -> Result<Self, ConfigError> {
+        let mut claims = ZoneClaims::default();
+        for spec in &raw.claims {
+            let (key, value) = spec
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadClaim(spec.clone()))?;
+            if value.len() > MAX_CLAIM_LEN || value.chars().any(char::is_control) {
+                return Err(ConfigError::BadClaimValue(spec.clone()));
+            }
+            if !claims.set(key, value) {
+                return Err(ConfigError::BadClaim(spec.clone()));
+            }
+        }
+        if let Some(log) = &raw.event_log {
+            check_parent_dir("event log", log)?;
+        }
+        check_parent_dir("vTPM state directory", &raw.state_dir)?;
+        Ok(Self {
+            state_dir: raw.state_dir,
+            event_log: raw.event_log,
+            swtpm: raw.swtpm.unwrap_or_else(|| "swtpm".into()),
+            claims,
+        })
+    }
+}
+
+fn check_parent_dir(what: &'static str, path: &Path) -> Result<(), ConfigError> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    match parent {
+        Some(parent) if !parent.is_dir() => Err(ConfigError::BadPath {
+            what,
+            path: path.to_path_buf(),
+            reason: "its directory does not exist".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A virtio-blk disk backed by a raw image file.
@@ -107,6 +185,7 @@ pub struct RawConfig {
     pub vsock: Option<VsockConfig>,
     pub serial_log: Option<PathBuf>,
     pub console_off: Option<bool>,
+    pub tpm: Option<TpmConfig>,
 }
 
 impl RawConfig {
@@ -132,6 +211,7 @@ impl RawConfig {
         self.vsock = over.vsock.or(self.vsock);
         self.serial_log = over.serial_log.or(self.serial_log);
         self.console_off = over.console_off.or(self.console_off);
+        self.tpm = over.tpm.or(self.tpm);
         self
     }
 }
@@ -147,6 +227,21 @@ pub struct ZoneConfig {
     pub disks: Vec<DiskConfig>,
     pub vsock: Option<VsockConfig>,
     pub console: ConsoleConfig,
+    pub tpm: Option<ZoneTpm>,
+}
+
+impl ZoneConfig {
+    /// The virtual hardware as measured into PCR 1.
+    pub fn platform_config(&self) -> PlatformConfig {
+        PlatformConfig {
+            vcpus: u32::from(self.vcpus),
+            memory_mib: self.memory_mib,
+            disks_read_only: self.disks.iter().map(|d| d.read_only).collect(),
+            vsock_cid: self.vsock.as_ref().map(|v| v.guest_cid),
+            rng: true,
+            tpm: self.tpm.as_ref().map(|_| TPM_INTERFACE.to_string()),
+        }
+    }
 }
 
 /// Parses `256M`, `1G`, `1024K` or a bare number of MiB into MiB.
@@ -237,6 +332,7 @@ impl TryFrom<RawConfig> for ZoneConfig {
             disks: raw.disks,
             vsock: raw.vsock,
             console,
+            tpm: raw.tpm.map(ZoneTpm::try_from).transpose()?,
         })
     }
 }
@@ -343,6 +439,35 @@ mod tests {
             ZoneConfig::try_from(vsock),
             Err(ConfigError::BadGuestCid(2))
         );
+    }
+
+    #[test]
+    fn test_tpm_config_claims_checked() {
+        let (_k, raw) = raw_with_kernel();
+        let with = |claims: &[&str]| RawConfig {
+            tpm: Some(TpmConfig {
+                state_dir: "/tmp/zone-vtpm-test".into(),
+                event_log: None,
+                swtpm: None,
+                claims: claims.iter().map(|c| c.to_string()).collect(),
+            }),
+            ..raw.clone()
+        };
+        let cfg = ZoneConfig::try_from(with(&["zone-id=z1", "oci-config-digest=sha256:ab"]))
+            .expect("valid");
+        let tpm = cfg.tpm.as_ref().expect("tpm");
+        assert_eq!(tpm.claims.zone_id, "z1");
+        assert_eq!(tpm.claims.oci_config_digest, "sha256:ab");
+        assert_eq!(tpm.swtpm, PathBuf::from("swtpm"));
+        assert_eq!(cfg.platform_config().tpm.as_deref(), Some("crb"));
+        for bad in ["zone-id", "colour=blue", "zone-id=a\nb"] {
+            assert!(ZoneConfig::try_from(with(&[bad])).is_err(), "{bad}");
+        }
+        let long = format!("zone-id={}", "x".repeat(MAX_CLAIM_LEN + 1));
+        assert!(matches!(
+            ZoneConfig::try_from(with(&[&long])),
+            Err(ConfigError::BadClaimValue(_))
+        ));
     }
 
     #[test]

@@ -7,4 +7,5 @@ pub mod cli;
 pub mod config;
 pub mod devices;
 pub mod hypervisor;
+pub mod vtpm;
 pub mod zone;

@@ -5,4 +5,5 @@ pub mod bus;
 pub mod i8042;
 pub mod power;
 pub mod serial;
+pub mod tpm;
 pub mod virtio;

@@ -8,6 +8,7 @@ mod exit;
 mod run;
 mod signals;
 mod virtio_devices;
+pub mod vtpm;
 
 use std::fs::OpenOptions;
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,10 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::arch::x86_64::acpi::layout::{
-    POWER_PORTS_BASE, POWER_PORTS_LEN, RSDP_ADDR, TABLES_ADDR,
+    POWER_PORTS_BASE, POWER_PORTS_LEN, RSDP_ADDR, TABLES_ADDR, TPM_EVENT_LOG_ADDR,
+    TPM_EVENT_LOG_LEN,
 };
-use crate::arch::x86_64::acpi::{write_tables, AcpiError, DsdtDevice};
+use crate::arch::x86_64::acpi::{write_tables, AcpiError, DsdtDevice, TpmTable};
 use crate::arch::x86_64::layout::{
     ram_ranges, SERIAL_GSI, VIRTIO_GSIS, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
 };
@@ -29,6 +31,7 @@ use crate::devices::bus::{Bus, BusError};
 use crate::devices::i8042::{I8042, I8042_BASE, I8042_LEN};
 use crate::devices::power::{PowerDevice, PowerEvents};
 use crate::devices::serial::{ConsoleSink, SerialDevice, COM1_BASE, COM1_LEN};
+use crate::devices::tpm::{CRB_BASE, CRB_CTRL_AREA, CRB_SIZE};
 use crate::devices::virtio::mmio::{MmioError, MmioTransport, REG_QUEUE_NOTIFY};
 use crate::devices::virtio::{VirtioDevice, VirtioInterrupt};
 use crate::hypervisor::{Vcpu, VcpuSetup, Vm, VmError};
@@ -79,6 +82,8 @@ pub enum ZoneError {
     Signals(#[source] std::io::Error),
     #[error("cannot start a vCPU thread")]
     Thread(#[source] std::io::Error),
+    #[error("cannot set up the vTPM")]
+    Vtpm(#[from] vtpm::VtpmError),
 }
 
 /// Readable once SIGTERM, SIGINT or SIGHUP arrived.
@@ -109,13 +114,19 @@ pub struct Zone {
     power_events: PowerEvents,
     exit: Arc<ExitSignal>,
     started: Instant,
-    /// Kept alive for the vCPU threads; dropped last.
+    /// Kept alive for the vCPU threads.
     _memory: GuestMemoryMmap<()>,
+    /// The vTPM's state directory, removed (if the VMM made it) after the TPM device, and
+    /// with it swtpm, is gone: fields drop in declaration order, so this stays last.
+    _vtpm_state: Option<vtpm::StateDir>,
 }
 
 impl Zone {
     /// Builds the VM, devices and vCPUs and loads the kernel.
     pub fn build(config: &ZoneConfig, started: Instant) -> Result<Self, ZoneError> {
+        // Declared first so that, on an error, it is dropped (its directory removed) after
+        // the bus holding the TPM device, and with it swtpm.
+        let mut vtpm_state: Option<vtpm::StateDir> = None;
         let mem_size = config.memory_mib << 20;
         let ranges: Vec<_> = ram_ranges(mem_size)
             .into_iter()
@@ -196,12 +207,29 @@ impl Zone {
             config.initrd.as_deref(),
             &config.cmdline,
         )?;
+        // Measured boot: the kernel, initrd and command line are in memory, no vCPU exists.
+        let mut tpm_table = None;
+        if let Some(tpm) = &config.tpm {
+            let (crb, state) = vtpm::start(config, tpm, &memory)?;
+            vtpm_state = Some(state);
+            mmio.insert(Arc::new(Mutex::new(crb)), CRB_BASE, CRB_SIZE)?;
+            acpi_devices.push(DsdtDevice::Tpm {
+                base: CRB_BASE as u32,
+                len: CRB_SIZE as u32,
+            });
+            tpm_table = Some(TpmTable {
+                control_area: CRB_CTRL_AREA,
+                log_addr: TPM_EVENT_LOG_ADDR,
+                log_len: TPM_EVENT_LOG_LEN as u32,
+            });
+        }
         write_tables(
             &memory,
             GuestAddress(RSDP_ADDR),
             GuestAddress(TABLES_ADDR),
             config.vcpus,
             &acpi_devices,
+            tpm_table,
         )?;
         let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
         for index in 0..config.vcpus {
@@ -229,6 +257,7 @@ impl Zone {
             exit: Arc::new(ExitSignal::new().map_err(ZoneError::Event)?),
             started,
             _memory: memory,
+            _vtpm_state: vtpm_state,
         })
     }
 }

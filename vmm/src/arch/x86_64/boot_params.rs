@@ -4,9 +4,11 @@
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
+use super::acpi::layout::{BIOS_AREA_END, BIOS_AREA_START};
 use super::layout::{ram_ranges, CMDLINE_START, EBDA_START, HIMEM_START, ZERO_PAGE_START};
 
 const E820_RAM: u32 = 1;
+const E820_RESERVED: u32 = 2;
 /// "HdrS": the magic a boot protocol header carries at 0x202.
 pub const HDRS_MAGIC: u32 = 0x5372_6448;
 /// Boot-loader id "undefined" (Documentation/arch/x86/boot.rst, type_of_loader).
@@ -65,23 +67,31 @@ pub fn write_zero_page<M: GuestMemory>(
         hdr: header,
         ..Default::default()
     };
-    let mut entries = vec![(0, EBDA_START)];
+    // The BIOS area holds the ACPI tables and the TPM event log: reserved, said explicitly.
+    let mut entries = vec![
+        (0, EBDA_START, E820_RAM),
+        (
+            BIOS_AREA_START,
+            BIOS_AREA_END - BIOS_AREA_START,
+            E820_RESERVED,
+        ),
+    ];
     for (start, len) in ram_ranges(mem_size) {
         // Below 1 MiB only the conventional memory under the EBDA is RAM.
         let end = start + len;
         let start = start.max(HIMEM_START);
         if end > start {
-            entries.push((start, end - start));
+            entries.push((start, end - start, E820_RAM));
         }
     }
     if entries.len() > params.e820_table.len() {
         return Err(ZeroPageError::TooManyE820Entries(params.e820_table.len()));
     }
-    for (slot, (addr, size)) in params.e820_table.iter_mut().zip(&entries) {
+    for (slot, (addr, size, kind)) in params.e820_table.iter_mut().zip(&entries) {
         *slot = boot_e820_entry {
             addr: *addr,
             size: *size,
-            r#type: E820_RAM,
+            r#type: *kind,
         };
     }
     params.e820_entries = entries.len() as u8;
@@ -108,11 +118,16 @@ mod tests {
         };
         write_zero_page(&mem, default_setup_header(), 20, Some(initrd), 256 << 20).expect("write");
         let p = read_params(&mem);
-        assert_eq!(p.e820_entries, 2);
+        assert_eq!(p.e820_entries, 3);
         let e = p.e820_table;
-        assert_eq!((e[0].addr, e[0].size), (0, EBDA_START));
+        assert_eq!((e[0].addr, e[0].size, e[0].r#type), (0, EBDA_START, 1));
         assert_eq!(
-            (e[1].addr, e[1].size),
+            (e[1].addr, e[1].size, e[1].r#type),
+            (0xe_0000, 0x2_0000, 2),
+            "BIOS area (ACPI tables, TPM event log) reserved"
+        );
+        assert_eq!(
+            (e[2].addr, e[2].size),
             (HIMEM_START, (256 << 20) - HIMEM_START)
         );
         let hdr = p.hdr;
@@ -127,14 +142,14 @@ mod tests {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).expect("mem");
         write_zero_page(&mem, default_setup_header(), 1, None, 5 << 30).expect("write");
         let p = read_params(&mem);
-        assert_eq!(p.e820_entries, 3);
+        assert_eq!(p.e820_entries, 4);
         let e = p.e820_table;
         assert_eq!(
-            (e[1].addr, e[1].size),
+            (e[2].addr, e[2].size),
             (HIMEM_START, MMIO_GAP_START - HIMEM_START)
         );
         assert_eq!(
-            (e[2].addr, e[2].size),
+            (e[3].addr, e[3].size),
             (MMIO_GAP_END, (5 << 30) - MMIO_GAP_START)
         );
     }

@@ -36,6 +36,9 @@ pub enum DsdtDevice {
     Serial { port: u16, gsi: u32 },
     /// A virtio-mmio window (ACPI id LNRO0005, drivers/virtio/virtio_mmio.c).
     VirtioMmio { base: u32, len: u32, gsi: u32 },
+    /// A TPM 2.0 (ACPI id MSFT0101) at a memory window, without an interrupt (the driver
+    /// polls); the TPM2 table says which interface it is.
+    Tpm { base: u32, len: u32 },
 }
 
 /// DSDT revision 2: AML integers are 64 bits wide (§5.2.11.1).
@@ -82,6 +85,11 @@ fn device_aml(device: &DsdtDevice, index: usize) -> Vec<u8> {
             ]
             .concat(),
         ),
+        DsdtDevice::Tpm { base, len } => (
+            format!("TPM{index}"),
+            "MSFT0101",
+            resource::memory32_fixed(base, len),
+        ),
     };
     let crs = [crs, resource::end()].concat();
     let body = [
@@ -97,11 +105,13 @@ fn device_aml(device: &DsdtDevice, index: usize) -> Vec<u8> {
 pub fn dsdt(devices: &[DsdtDevice]) -> Result<Vec<u8>, SdtError> {
     let mut serial = 0;
     let mut virtio = 0;
+    let mut tpm = 0;
     let mut sb = Vec::new();
     for device in devices {
         let counter = match device {
             DsdtDevice::Serial { .. } => &mut serial,
             DsdtDevice::VirtioMmio { .. } => &mut virtio,
+            DsdtDevice::Tpm { .. } => &mut tpm,
         };
         sb.extend(device_aml(device, *counter));
         *counter += 1;
@@ -163,6 +173,23 @@ mod tests {
             &t[mem + 12..mem + 21],
             &[0x89, 0x06, 0x00, 0x03, 0x01, 6, 0, 0, 0]
         );
+    }
+
+    #[test]
+    fn test_dsdt_declares_tpm_with_memory_window_only() {
+        let t = dsdt(&[DsdtDevice::Tpm {
+            base: 0xfed4_0000,
+            len: 0x1000,
+        }])
+        .expect("dsdt");
+        assert_valid_table(&t, b"DSDT");
+        let find = |needle: &[u8]| t.windows(needle.len()).position(|w| w == needle);
+        assert!(find(b"TPM0").is_some() && find(b"MSFT0101\0").is_some());
+        let mem = find(&[
+            0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0xd4, 0xfe, 0x00, 0x10, 0, 0,
+        ])
+        .expect("Memory32Fixed 0xfed40000, 4 KiB");
+        assert_eq!(&t[mem + 12..mem + 14], &[0x79, 0x00], "then the end tag");
     }
 
     #[test]

@@ -21,6 +21,14 @@ pub const BIOS_AREA_START: u64 = 0x000E_0000;
 /// guest memory; Linux reserves it and never hands it to the page allocator.
 pub const BIOS_AREA_END: u64 = 0x0010_0000;
 
+/// Guest-physical address of the TPM event log the VMM writes (the TPM2 table's LASA): the
+/// top 64 KiB of the BIOS area, above the tables. The area is not RAM in the e820 map, so
+/// the kernel never allocates it; it maps it to copy the log out.
+pub const TPM_EVENT_LOG_ADDR: u64 = 0x000F_0000;
+
+/// Size of the TPM event log area (the TPM2 table's LAML); the log is zero-padded to it.
+pub const TPM_EVENT_LOG_LEN: u64 = BIOS_AREA_END - TPM_EVENT_LOG_ADDR;
+
 /// Most vCPUs the tables describe. APIC ids are 8 bits, 0xFF is the broadcast id, and the
 /// I/O APIC takes the id just after the last vCPU, so 254 vCPUs use ids 0..=253 plus 254.
 pub const MAX_VCPUS: u8 = 254;

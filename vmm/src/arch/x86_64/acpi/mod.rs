@@ -9,7 +9,9 @@
 //! - [`fadt`]: Fixed ACPI Description Table (§5.2.9), HW-reduced, with sleep and reset
 //!   registers on the I/O ports of [`crate::devices::power::PowerDevice`];
 //! - [`dsdt`]: Differentiated System Description Table (§5.2.11.1), just `\_S5_`;
-//! - [`madt`]: Multiple APIC Description Table (§5.2.12), one local APIC per vCPU.
+//! - [`madt`]: Multiple APIC Description Table (§5.2.12), one local APIC per vCPU;
+//! - [`tpm2`]: the TCG TPM2 table, when the zone has a vTPM: its CRB control area and the
+//!   event log area.
 //!
 //! [`build_tables`] lays them out and returns the bytes with their addresses;
 //! [`AcpiTables::write_to`] copies them into guest memory; [`write_tables`] does both.
@@ -22,6 +24,7 @@ pub mod layout;
 pub mod madt;
 pub mod rsdp;
 pub mod sdt;
+pub mod tpm2;
 pub mod xsdt;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError};
@@ -79,12 +82,24 @@ pub struct AcpiTables {
     pub fadt: Table,
     pub dsdt: Table,
     pub madt: Table,
+    pub tpm2: Option<Table>,
+}
+
+/// What the TPM2 table says: the CRB control area and the event log area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpmTable {
+    pub control_area: u64,
+    pub log_addr: u64,
+    pub log_len: u32,
 }
 
 impl AcpiTables {
     /// All tables, RSDP first, then in address order.
-    pub fn tables(&self) -> [&Table; 5] {
-        [&self.rsdp, &self.dsdt, &self.fadt, &self.madt, &self.xsdt]
+    pub fn tables(&self) -> Vec<&Table> {
+        let mut all = vec![&self.rsdp, &self.dsdt, &self.fadt, &self.madt];
+        all.extend(self.tpm2.as_ref());
+        all.push(&self.xsdt);
+        all
     }
 
     /// Copies every table into guest memory. On error, tables before the failing one are
@@ -110,6 +125,7 @@ pub fn build_tables(
     tables_addr: GuestAddress,
     vcpus: u8,
     devices: &[DsdtDevice],
+    tpm: Option<TpmTable>,
 ) -> Result<AcpiTables, AcpiError> {
     if !(1..=MAX_VCPUS).contains(&vcpus) {
         return Err(AcpiError::InvalidVcpuCount(vcpus));
@@ -121,7 +137,13 @@ pub fn build_tables(
     let dsdt = cursor.place(dsdt::dsdt(devices)?)?;
     let fadt = cursor.place(fadt::fadt(dsdt.addr.0)?)?;
     let madt = cursor.place(madt::madt(vcpus)?)?;
-    let xsdt = cursor.place(xsdt::xsdt(&[fadt.addr.0, madt.addr.0])?)?;
+    let tpm2 = match tpm {
+        Some(t) => Some(cursor.place(tpm2::tpm2(t.control_area, t.log_addr, t.log_len)?)?),
+        None => None,
+    };
+    let mut entries = vec![fadt.addr.0, madt.addr.0];
+    entries.extend(tpm2.as_ref().map(|t| t.addr.0));
+    let xsdt = cursor.place(xsdt::xsdt(&entries)?)?;
     let rsdp = Table {
         addr: rsdp_addr,
         bytes: rsdp::rsdp(xsdt.addr.0).to_vec(),
@@ -145,6 +167,7 @@ pub fn build_tables(
         fadt,
         dsdt,
         madt,
+        tpm2,
     })
 }
 
@@ -155,8 +178,9 @@ pub fn write_tables<M: GuestMemory>(
     tables_addr: GuestAddress,
     vcpus: u8,
     devices: &[DsdtDevice],
+    tpm: Option<TpmTable>,
 ) -> Result<(), AcpiError> {
-    build_tables(rsdp_addr, tables_addr, vcpus, devices)?.write_to(mem)
+    build_tables(rsdp_addr, tables_addr, vcpus, devices, tpm)?.write_to(mem)
 }
 
 /// Hands out 16-byte-aligned addresses for consecutive tables.
@@ -190,7 +214,7 @@ fn align_up(addr: u64) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::layout::{BIOS_AREA_END, RSDP_ADDR, TABLES_ADDR};
+    use super::layout::{RSDP_ADDR, TABLES_ADDR, TPM_EVENT_LOG_ADDR, TPM_EVENT_LOG_LEN};
     use super::sdt::test_util::{sum, u32_at, u64_at};
     use super::*;
     use vm_memory::GuestMemoryMmap;
@@ -220,6 +244,7 @@ mod tests {
             GuestAddress(TABLES_ADDR),
             2,
             &[],
+            None,
         )
         .expect("write");
 
@@ -267,6 +292,11 @@ mod tests {
             GuestAddress(TABLES_ADDR),
             MAX_VCPUS,
             &devices,
+            Some(TpmTable {
+                control_area: 0xfed4_0040,
+                log_addr: TPM_EVENT_LOG_ADDR,
+                log_len: TPM_EVENT_LOG_LEN as u32,
+            }),
         )
         .expect("build");
         let all = t.tables();
@@ -276,14 +306,27 @@ mod tests {
         for table in all.iter().skip(1) {
             assert_eq!(table.addr.0 % 16, 0);
         }
-        assert!(t.xsdt.end() <= BIOS_AREA_END);
+        assert!(
+            t.xsdt.end() <= TPM_EVENT_LOG_ADDR,
+            "tables run into the event log"
+        );
+        assert_eq!(
+            &t.xsdt.bytes[36 + 16..],
+            &t.tpm2.as_ref().expect("tpm2").addr.0.to_le_bytes()
+        );
     }
 
     #[test]
     fn test_build_tables_zero_or_255_vcpus_rejected() {
         for n in [0u8, 255] {
-            let err = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(TABLES_ADDR), n, &[])
-                .expect_err("invalid count accepted");
+            let err = build_tables(
+                GuestAddress(RSDP_ADDR),
+                GuestAddress(TABLES_ADDR),
+                n,
+                &[],
+                None,
+            )
+            .expect_err("invalid count accepted");
             assert!(matches!(err, AcpiError::InvalidVcpuCount(v) if v == n));
         }
     }
@@ -295,6 +338,7 @@ mod tests {
             GuestAddress(TABLES_ADDR),
             1,
             &[],
+            None,
         )
         .expect_err("misaligned");
         assert!(matches!(err, AcpiError::MisalignedRsdp(_)));
@@ -302,15 +346,27 @@ mod tests {
 
     #[test]
     fn test_build_tables_tables_over_rsdp_rejected() {
-        let err = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(RSDP_ADDR), 1, &[])
-            .expect_err("overlap");
+        let err = build_tables(
+            GuestAddress(RSDP_ADDR),
+            GuestAddress(RSDP_ADDR),
+            1,
+            &[],
+            None,
+        )
+        .expect_err("overlap");
         assert!(matches!(err, AcpiError::Overlap { .. }));
     }
 
     #[test]
     fn test_build_tables_near_address_space_end_overflow_rejected() {
-        let err = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(u64::MAX - 64), 1, &[])
-            .expect_err("overflow");
+        let err = build_tables(
+            GuestAddress(RSDP_ADDR),
+            GuestAddress(u64::MAX - 64),
+            1,
+            &[],
+            None,
+        )
+        .expect_err("overflow");
         assert!(matches!(err, AcpiError::AddressOverflow(_)));
     }
 
@@ -323,6 +379,7 @@ mod tests {
             GuestAddress(0x20_0000),
             1,
             &[],
+            None,
         )
         .expect_err("write outside memory");
         assert!(matches!(err, AcpiError::GuestMemory { .. }));
@@ -334,8 +391,14 @@ mod tests {
     #[ignore = "writes files; run by hand to disassemble the tables with iasl"]
     fn test_dump_tables_to_env_dir_writes_files() {
         let dir = std::env::var("ZONES_ACPI_DUMP_DIR").expect("ZONES_ACPI_DUMP_DIR");
-        let t = build_tables(GuestAddress(RSDP_ADDR), GuestAddress(TABLES_ADDR), 4, &[])
-            .expect("build");
+        let t = build_tables(
+            GuestAddress(RSDP_ADDR),
+            GuestAddress(TABLES_ADDR),
+            4,
+            &[],
+            None,
+        )
+        .expect("build");
         for (name, table) in [
             ("rsdp", &t.rsdp),
             ("xsdt", &t.xsdt),

@@ -1,0 +1,30 @@
+//! zone-attest: the pure attestation library shared by the VMM, the guest agent, zonectl and
+//! verifiers. No TPM access: bytes in, bytes or verdicts out (the zone CA reads and writes its
+//! own key file).
+//!
+//! - [`eventlog`]: the TCG PC Client crypto-agile event log (SHA-256 bank): writer, hostile-input
+//!   parser and PCR replay.
+//! - [`measurements`]: the measurement plan, the single source of truth for what the VMM extends
+//!   into which PCR when a zone boots (and what `zonectl reference` predicts).
+//! - [`tpm_types`]: TPM2B_PUBLIC, TPMS_ATTEST and TPMT_SIGNATURE from hostile bytes.
+//! - [`quote`]: quote checks (AK signature, nonce, pcrDigest over the signed selection).
+//! - [`activation`]: MakeCredential, the CA's half of credential activation.
+//! - [`zone_ca`], [`chain`]: the per-host zone CA (EK and AK certificates) and certificate checks.
+//! - [`evidence`], [`reference`]: the evidence bundle and reference values (JSON).
+//! - [`verify`]: the verifier; [`ear`]: attestation results (EAR JWT) and summaries.
+//! - [`protocol`]: the [`protocol::Attester`] trait and the enroll/respond/attest calls;
+//!   [`soft_tpm`]: a software TPM for tests.
+
+pub mod activation;
+pub mod chain;
+pub mod ear;
+pub mod eventlog;
+pub mod evidence;
+pub mod measurements;
+pub mod protocol;
+pub mod quote;
+pub mod reference;
+pub mod soft_tpm;
+pub mod tpm_types;
+pub mod verify;
+pub mod zone_ca;

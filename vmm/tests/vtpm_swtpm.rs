@@ -1,0 +1,219 @@
+//! The vTPM backend against a real `swtpm` on the host (no KVM needed): measured boot per the
+//! plan, then the PCRs read back by our own `TPM2_PCR_Read` and by tpm2-tools, and our event
+//! log parsed by `tpm2_eventlog`. Needs swtpm and tpm2-tools (hack/setup installs them).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zone_attest::eventlog::PcrBank;
+use zone_attest::measurements::{plan, BootInputs, Measurement, PlatformConfig, ZoneClaims};
+use zone_vmm::vtpm::command::{parse_pcr_read, pcr_extend, pcr_read, response_code};
+use zone_vmm::vtpm::{measure_boot, Swtpm};
+
+fn need(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(found, "{tool} is missing on this host: run hack/setup");
+}
+
+fn sample_plan() -> Vec<Measurement> {
+    let claims = ZoneClaims {
+        zone_id: "z-host-test".into(),
+        image_manifest_digest: "sha256:1111".into(),
+        oci_config_digest: "sha256:2222".into(),
+    };
+    let config = PlatformConfig {
+        vcpus: 2,
+        memory_mib: 256,
+        disks_read_only: vec![true],
+        vsock_cid: Some(3),
+        rng: true,
+        tpm: Some("crb".into()),
+    }
+    .canonical_bytes();
+    plan(&BootInputs {
+        vmm_version: "zone-vmm test",
+        zone_config: &config,
+        kernel: b"not really a kernel",
+        cmdline: b"console=ttyS0 quiet",
+        initrd: Some(b"not really an initrd"),
+        claims: &claims,
+    })
+}
+
+fn read_all_pcrs(tpm: &mut Swtpm) -> PcrBank {
+    let mut out = [[0u8; 32]; 24];
+    for first in [0u32, 8, 16] {
+        let pcrs: Vec<u32> = (first..first + 8).collect();
+        let rsp = tpm.transmit(&pcr_read(&pcrs)).expect("PCR_Read");
+        let digests = parse_pcr_read(&rsp).expect("PCR_Read response");
+        assert_eq!(digests.len(), 8);
+        for (i, d) in digests.into_iter().enumerate() {
+            out[first as usize + i] = d;
+        }
+    }
+    out
+}
+
+fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        // A zombie would still have /proc/<pid>; shutdown() reaps, so it must vanish.
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn test_spawned_swtpm_pcrs_equal_replay_and_nothing_left_after_drop() {
+    need("swtpm");
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("mkdir");
+    let plan = sample_plan();
+    let mut tpm = Swtpm::spawn(Path::new("swtpm"), &state).expect("spawn swtpm");
+    let pid = tpm.pid().expect("spawned");
+    let log = measure_boot(&mut tpm, &plan).expect("measured boot");
+    let replay = log.replay();
+    assert_eq!(read_all_pcrs(&mut tpm), replay);
+    assert_eq!(replay[17], [0xff; 32], "DRTM PCRs start at all ones");
+
+    // Which localities may extend PCR 18? Checked on a copy of the state: extends change it.
+    let mut allowed = Vec::new();
+    for locality in 0..=3u8 {
+        tpm.set_locality(locality).expect("set locality");
+        let rsp = tpm.transmit(&pcr_extend(18, &[0; 32])).expect("extend");
+        if response_code(&rsp) == 0 {
+            allowed.push(locality);
+        }
+    }
+    assert_eq!(
+        allowed,
+        vec![2, 3],
+        "PCR 18 extendable from localities 2-3 (4 is rejected)"
+    );
+    assert!(
+        tpm.set_locality(4).is_err(),
+        "swtpm runs with reject-locality-4"
+    );
+
+    drop(tpm);
+    assert!(wait_gone(pid), "swtpm {pid} still running after drop");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["state"], "no sockets or other files left");
+}
+
+/// `tpm2_pcrread sha256:all` output as (PCR, digest) pairs.
+fn parse_pcrread(text: &str) -> Vec<(usize, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (n, v) = l.trim().split_once(':')?;
+            let n: usize = n.trim().parse().ok()?;
+            let v = v.trim().strip_prefix("0x")?.to_ascii_lowercase();
+            Some((n, v))
+        })
+        .collect()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn test_connected_swtpm_tpm2_tools_read_replay_values_and_parse_log() {
+    need("swtpm");
+    need("tpm2_pcrread");
+    need("tpm2_eventlog");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (server, ctrl) = (
+        dir.path().join("tpm.sock"),
+        dir.path().join("tpm.sock.ctrl"),
+    );
+    std::fs::create_dir(dir.path().join("state")).expect("mkdir");
+    let child = Command::new("swtpm")
+        .arg("socket")
+        .arg("--tpm2")
+        .arg("--tpmstate")
+        .arg(format!("dir={}", dir.path().join("state").display()))
+        .arg("--server")
+        .arg(format!("type=unixio,path={}", server.display()))
+        .arg("--ctrl")
+        .arg(format!("type=unixio,path={}", ctrl.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start swtpm");
+    let _server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(server.exists() && ctrl.exists()) {
+        assert!(Instant::now() < deadline, "swtpm made no sockets");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let plan = sample_plan();
+    let log = {
+        let mut tpm = Swtpm::connect(&ctrl, &server).expect("connect");
+        measure_boot(&mut tpm, &plan).expect("measured boot")
+    };
+    let replay = log.replay();
+    let log_file = dir.path().join("eventlog.bin");
+    std::fs::write(&log_file, log.to_bytes()).expect("write log");
+
+    let out = Command::new("tpm2_pcrread")
+        .arg("sha256:all")
+        .env("TPM2TOOLS_TCTI", format!("swtpm:path={}", server.display()))
+        .output()
+        .expect("tpm2_pcrread");
+    assert!(
+        out.status.success(),
+        "tpm2_pcrread: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = parse_pcrread(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(read.len(), 24, "tpm2_pcrread printed {read:?}");
+    for (pcr, value) in &read {
+        assert_eq!(value, &hex::encode(replay[*pcr]), "PCR {pcr}");
+    }
+
+    let out = Command::new("tpm2_eventlog")
+        .arg(&log_file)
+        .output()
+        .expect("tpm2_eventlog");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tpm2_eventlog: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pcrs_section = text.split("pcrs:").nth(1).expect("a pcrs: section");
+    let printed = parse_pcrread(pcrs_section);
+    let printed_pcrs: Vec<usize> = printed.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        printed_pcrs,
+        vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 18],
+        "{text}"
+    );
+    for (pcr, value) in &printed {
+        if *pcr == 18 {
+            // tpm2_eventlog starts every PCR at zero; the TPM starts PCR 18 at all ones.
+            continue;
+        }
+        assert_eq!(value, &hex::encode(replay[*pcr]), "PCR {pcr} in\n{text}");
+    }
+}
