@@ -21,6 +21,7 @@
 
 pub mod activation;
 pub mod chain;
+pub mod device_attester;
 pub mod ear;
 pub mod eventlog;
 pub mod evidence;
