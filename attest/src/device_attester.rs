@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::activation::CredentialChallenge;
 use crate::protocol::{Attester, RawQuote};
 use crate::quote::pcr_digest;
-use crate::tpm_command::{CommandError, LoadedKey, Tpm, MAX_RESPONSE};
+use crate::tpm_command::{CommandError, LoadedKey, Tpm, MAX_COMMAND, MAX_RESPONSE};
 use crate::tpm_types::{QuoteAttest, TpmPublic};
 
 pub use crate::tpm_command::TpmTransport;
@@ -60,11 +60,11 @@ impl<F: Read + Write> TpmTransport for DeviceTransport<F> {
     /// the whole response in one `read` of at most [`MAX_RESPONSE`] bytes, which must be as
     /// long as its header says.
     fn transmit(&mut self, command: &[u8]) -> io::Result<Vec<u8>> {
-        if command.len() < 10 || command.len() > MAX_RESPONSE {
+        if command.len() < 10 || command.len() > MAX_COMMAND {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "a TPM command is 10 to {MAX_RESPONSE} bytes, not {}",
+                    "a TPM command is 10 to {MAX_COMMAND} bytes, not {}",
                     command.len()
                 ),
             ));
@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         let mut t = fake_device(|_| header(10, 0));
         assert!(t.transmit(&[0; 4]).is_err(), "not a command");
-        assert!(t.transmit(&vec![0; MAX_RESPONSE + 1]).is_err(), "too long");
+        assert!(t.transmit(&vec![0; MAX_COMMAND + 1]).is_err(), "too long");
     }
 
     #[test]

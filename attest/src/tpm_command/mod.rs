@@ -31,7 +31,7 @@ use templates::Template;
 pub use commands::{
     CreatedPrimary, ReadPublic, TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RS_PW,
 };
-pub use wire::{rc_name, MAX_RESPONSE};
+pub use wire::{rc_name, MAX_COMMAND, MAX_RESPONSE};
 
 /// `TPM_RC_INITIALIZE`: the TPM has not been started.
 pub const TPM_RC_INITIALIZE: u32 = 0x100;
@@ -163,12 +163,15 @@ impl<T: TpmTransport> Tpm<T> {
             let rsp = self.execute("PCR_Read", &commands::pcr_read(&left)?)?;
             let read = commands::parse_pcr_read(&rsp)?;
             if read.values.is_empty() || counter.is_some_and(|c| c != read.update_counter) {
-                return Err(CommandError::Argument {
+                return Err(CommandError::Response {
                     command: "PCR_Read",
-                    why: if read.values.is_empty() {
-                        "the TPM returned none of the PCRs asked for"
-                    } else {
-                        "the PCRs changed between two reads"
+                    source: TpmError::Invalid {
+                        what: "pcrSelectionOut",
+                        why: if read.values.is_empty() {
+                            "none of the PCRs asked for"
+                        } else {
+                            "pcrUpdateCounter moved between two reads"
+                        },
                     },
                 });
             }

@@ -19,8 +19,6 @@ pub const MAX_COMMAND: usize = 4096;
 const HEADER: usize = 10;
 /// Nonces and HMACs in authorization responses are digests (at most SHA-512).
 const MAX_SESSION_FIELD: usize = 64;
-/// `TPMA_SESSION.continueSession`.
-pub const CONTINUE_SESSION: u8 = 0x01;
 
 /// One authorization of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,13 +32,13 @@ pub enum Auth {
 
 impl Auth {
     fn write(&self, out: &mut Vec<u8>) {
-        let (handle, attributes) = match self {
-            Auth::EmptyPassword => (super::TPM_RS_PW, 0),
-            Auth::Policy(handle) => (*handle, 0),
+        let handle = match self {
+            Auth::EmptyPassword => super::TPM_RS_PW,
+            Auth::Policy(handle) => *handle,
         };
         out.extend_from_slice(&handle.to_be_bytes());
         put_tpm2b(out, &[]); // nonceCaller
-        out.push(attributes);
+        out.push(0); // sessionAttributes: continueSession clear (ignored for TPM_RS_PW)
         put_tpm2b(out, &[]); // hmac
     }
 }
