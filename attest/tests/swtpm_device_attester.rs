@@ -71,6 +71,11 @@ fn vmm_side(tpm: &Swtpm) -> (Vec<u8>, TpmPublic) {
     }
     tpm.set_locality(0);
     let ek = t.create_ek().expect("CreatePrimary EK");
+    let read = t.read_public(ek.handle).expect("ReadPublic EK");
+    assert_eq!(
+        (read.public, read.name),
+        (ek.public.clone(), ek.public.name())
+    );
     t.flush_context(ek.handle).expect("FlushContext EK");
     (measurements::event_log(&plan).to_bytes(), ek.public)
 }
