@@ -71,24 +71,14 @@ fn tpm<E: std::error::Error + Send + Sync + 'static>(e: E) -> ProtocolError {
 }
 
 /// Enrolls zone `zone_id`'s TPM with the host's zone CA (EK certificate, activation, AK
-/// certificate).
+/// certificate), with the EK the attester reports. Prefer [`enroll_with_ek`] on the host.
 pub fn enroll<S: CaSigner, A: Attester>(
     ca: &ZoneCa<S>,
     attester: &mut A,
     zone_id: &str,
 ) -> Result<Enrollment, ProtocolError> {
     let ek = attester.ek_public().map_err(tpm)?;
-    let ak = attester.ak_public().map_err(tpm)?;
-    let ek_cert = ca.issue_ek_cert(zone_id, &ek)?;
-    let (challenge, pending) = ca.start_ak_activation(&ek_cert, &ek, &ak, &mut rand_core::OsRng)?;
-    let secret = attester.activate_credential(&challenge).map_err(tpm)?;
-    let ak_cert = ca.finish_ak_activation(pending, &secret)?;
-    Ok(Enrollment {
-        ek_cert,
-        ak_cert,
-        ak_public: ak,
-        zone_ca_cert: ca.cert_der().to_vec(),
-    })
+    enroll_with_ek(ca, attester, zone_id, &ek)
 }
 
 /// The attester's answer to `nonce`: a quote of [`REQUIRED_PCRS`] and the evidence bundle.
@@ -115,6 +105,29 @@ pub fn respond<A: Attester>(
         ak_cert: enrollment.ak_cert.clone(),
         zone_ca_cert: enrollment.zone_ca_cert.clone(),
         manifest: manifest.clone(),
+    })
+}
+
+/// Enrolls zone `zone_id`'s TPM with `ek`, the EK public the VMM read from the vTPM before the
+/// zone ran (`zone-vmm --tpm-ek-public`), instead of the EK the zone reports: the host never
+/// takes the guest's word for which EK it certifies. Credential activation then proves the
+/// zone's AK lives in the TPM holding that EK.
+pub fn enroll_with_ek<S: CaSigner, A: Attester>(
+    ca: &ZoneCa<S>,
+    attester: &mut A,
+    zone_id: &str,
+    ek: &TpmPublic,
+) -> Result<Enrollment, ProtocolError> {
+    let ak = attester.ak_public().map_err(tpm)?;
+    let ek_cert = ca.issue_ek_cert(zone_id, ek)?;
+    let (challenge, pending) = ca.start_ak_activation(&ek_cert, ek, &ak, &mut rand_core::OsRng)?;
+    let secret = attester.activate_credential(&challenge).map_err(tpm)?;
+    let ak_cert = ca.finish_ak_activation(pending, &secret)?;
+    Ok(Enrollment {
+        ek_cert,
+        ak_cert,
+        ak_public: ak,
+        zone_ca_cert: ca.cert_der().to_vec(),
     })
 }
 

@@ -127,6 +127,13 @@ impl<'a> Reader<'a> {
         self.bytes(size, what)
     }
 
+    /// Everything not read yet.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let out = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        out
+    }
+
     pub fn finish(&self, what: &'static str) -> Result<()> {
         match self.buf.len() - self.pos {
             0 => Ok(()),
@@ -449,7 +456,8 @@ pub struct PcrSelection {
 }
 
 impl PcrSelection {
-    fn read(r: &mut Reader<'_>) -> Result<Self> {
+    /// Reads one `TPMS_PCR_SELECTION` (at most 32 PCRs).
+    pub fn read(r: &mut Reader<'_>) -> Result<Self> {
         let hash = r.u16("pcrSelect.hash")?;
         let size = usize::from(r.u8("pcrSelect.sizeofSelect")?);
         if size > MAX_PCR_SELECT {
@@ -471,7 +479,8 @@ impl PcrSelection {
         Ok(Self { hash, pcrs })
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    /// Writes it with a 3-byte bitmap (PCRs 0-23; others are dropped: callers check first).
+    pub fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.hash.to_be_bytes());
         let mut bitmap = [0u8; 3];
         for &p in &self.pcrs {

@@ -38,7 +38,7 @@ T pcrread @QUOTED@ | sed 's/^/zone-pcrread /'
 T createek -c ek.ctx -G ecc -u ek.pub >/dev/null && echo zone-createek-ok
 T createak -C ek.ctx -c ak.ctx -G ecc -g sha256 -s ecdsa -u ak.pem -f pem -n ak.name >/dev/null && echo zone-createak-ok
 T quote -c ak.ctx -l @QUOTED@ -q @NONCE@ -m quote.msg -s quote.sig -o quote.pcrs -g sha256 >/dev/null && echo zone-quote-ok
-for f in ak.pem quote.msg quote.sig quote.pcrs; do echo "BEGIN $f"; base64 $f; echo "END $f"; done
+for f in ek.pub ak.pem quote.msg quote.sig quote.pcrs; do echo "BEGIN $f"; base64 $f; echo "END $f"; done
 echo ZONE-END
 poweroff -f
 "#;
@@ -167,12 +167,13 @@ fn test_zone_vtpm_measured_boot_quote_verifies_and_nothing_left() {
 mkdir -p /run/zones/t
 zone-vmm --kernel "$ZONES_KERNEL" --initrd {INITRD_GUEST} --memory 256M \
   --serial-log /tmp/console.log --cmdline "{CMDLINE}" \
-  --tpm /run/zones/t/vtpm --tpm-event-log /run/zones/t/eventlog \
+  --tpm /run/zones/t/vtpm --tpm-event-log /run/zones/t/eventlog --tpm-ek-public /tmp/vmm-ek.pub \
   --zone-claim zone-id=z-e2e --zone-claim image-manifest-digest=sha256:aa \
   --zone-claim oci-config-digest=sha256:bb
 echo "vmm-exit=$?"
 echo "host-log-sha=$(sha256sum < /run/zones/t/eventlog | cut -d' ' -f1)"
 echo "BEGIN eventlog"; base64 /run/zones/t/eventlog; echo "END eventlog"
+echo "BEGIN vmm-ek.pub"; base64 /tmp/vmm-ek.pub; echo "END vmm-ek.pub"
 tr -d '\r' < /tmp/console.log | sed -n '/^ZONE-BEGIN/,/^ZONE-END/p'
 echo "left-swtpm=$(ps -o args | grep -c '[s]wtpm')"
 echo "left-in-zone-dir=$(ls -A /run/zones/t | tr '\n' ' ')"
@@ -202,6 +203,14 @@ rm -f /run/zones/t/eventlog; rmdir /run/zones/t
         "vTPM state or sockets left\n{out:#?}"
     );
     assert_nothing_left(&out);
+
+    // The EK the VMM read before the zone ran (--tpm-ek-public) is the EK tpm2_createek
+    // derives inside the zone through /dev/tpmrm0.
+    assert_eq!(
+        blob(&out.stdout, "vmm-ek.pub"),
+        blob(&out.stdout, "ek.pub"),
+        "the VMM's EK public differs from the zone's"
+    );
 
     // The log replays to the PCRs the zone read, and to the plan computed without booting.
     let log = EventLog::parse(&blob(&out.stdout, "eventlog")).expect("the VMM's event log");

@@ -70,6 +70,11 @@ pub struct Cli {
     /// Also write the measured-boot event log (TCG crypto-agile, SHA-256) to FILE.
     #[arg(long, value_name = "FILE", requires = "tpm")]
     pub tpm_event_log: Option<PathBuf>,
+    /// Also write the vTPM's endorsement key (TPM2B_PUBLIC, the TCG default ECC P-256 EK
+    /// template) to FILE, read from the TPM before the first vCPU runs: the zone CA issues the
+    /// EK certificate for it.
+    #[arg(long, value_name = "FILE", requires = "tpm")]
+    pub tpm_ek_public: Option<PathBuf>,
     /// A claim measured into PCR 18: zone-id=ID, image-manifest-digest=sha256:..., or
     /// oci-config-digest=sha256:... Repeatable; absent claims are measured as empty.
     #[arg(long, value_name = "KEY=VALUE", requires = "tpm")]
@@ -102,6 +107,7 @@ impl Cli {
             tpm: self.tpm.clone().map(|state_dir| TpmConfig {
                 state_dir,
                 event_log: self.tpm_event_log.clone(),
+                ek_public: self.tpm_ek_public.clone(),
                 swtpm: self.swtpm.clone(),
                 claims: self.zone_claim.clone(),
             }),
@@ -143,6 +149,7 @@ mod tests {
         assert!(Cli::try_parse_from(["zone-vmm", "--no-console", "--serial-log", "x"]).is_err());
         assert!(Cli::try_parse_from(["zone-vmm", "--zone-claim", "zone-id=z"]).is_err());
         assert!(Cli::try_parse_from(["zone-vmm", "--tpm-event-log", "f"]).is_err());
+        assert!(Cli::try_parse_from(["zone-vmm", "--tpm-ek-public", "f"]).is_err());
     }
 
     #[test]
@@ -153,6 +160,8 @@ mod tests {
             "/run/z/vtpm",
             "--tpm-event-log",
             "/run/z/log",
+            "--tpm-ek-public",
+            "/run/z/ek.pub",
             "--zone-claim",
             "zone-id=z1",
             "--zone-claim",
@@ -162,6 +171,7 @@ mod tests {
         let tpm = cli.flags().tpm.expect("tpm");
         assert_eq!(tpm.state_dir, PathBuf::from("/run/z/vtpm"));
         assert_eq!(tpm.event_log, Some(PathBuf::from("/run/z/log")));
+        assert_eq!(tpm.ek_public, Some(PathBuf::from("/run/z/ek.pub")));
         assert_eq!(tpm.claims.len(), 2);
     }
 }

@@ -63,6 +63,10 @@ pub struct TpmConfig {
     /// Where to write the measured-boot event log (also in guest memory for the kernel).
     #[serde(default)]
     pub event_log: Option<PathBuf>,
+    /// Where to write the endorsement key's `TPM2B_PUBLIC`, read from the vTPM before the
+    /// first vCPU runs (for the zone CA's EK certificate).
+    #[serde(default)]
+    pub ek_public: Option<PathBuf>,
     /// The swtpm binary [default: `swtpm` from PATH].
     #[serde(default)]
     pub swtpm: Option<PathBuf>,
@@ -76,6 +80,7 @@ pub struct TpmConfig {
 pub struct ZoneTpm {
     pub state_dir: PathBuf,
     pub event_log: Option<PathBuf>,
+    pub ek_public: Option<PathBuf>,
     pub swtpm: PathBuf,
     pub claims: ZoneClaims,
 }
@@ -99,10 +104,14 @@ impl TryFrom<TpmConfig> for ZoneTpm {
         if let Some(log) = &raw.event_log {
             check_parent_dir("event log", log)?;
         }
+        if let Some(ek) = &raw.ek_public {
+            check_parent_dir("EK public file", ek)?;
+        }
         check_parent_dir("vTPM state directory", &raw.state_dir)?;
         Ok(Self {
             state_dir: raw.state_dir,
             event_log: raw.event_log,
+            ek_public: raw.ek_public,
             swtpm: raw.swtpm.unwrap_or_else(|| "swtpm".into()),
             claims,
         })
@@ -442,12 +451,28 @@ mod tests {
     }
 
     #[test]
+    fn test_tpm_config_toml_ek_public_checked() {
+        let raw: TpmConfig =
+            toml::from_str("state_dir = \"/tmp/zone-vtpm\"\nek_public = \"/tmp/ek.pub\"\n")
+                .expect("toml");
+        assert_eq!(raw.ek_public, Some(PathBuf::from("/tmp/ek.pub")));
+        let tpm = ZoneTpm::try_from(raw.clone()).expect("valid");
+        assert_eq!(tpm.ek_public, Some(PathBuf::from("/tmp/ek.pub")));
+        let missing_dir = TpmConfig {
+            ek_public: Some("/nonexistent-zones-dir/ek.pub".into()),
+            ..raw
+        };
+        assert!(ZoneTpm::try_from(missing_dir).is_err());
+    }
+
+    #[test]
     fn test_tpm_config_claims_checked() {
         let (_k, raw) = raw_with_kernel();
         let with = |claims: &[&str]| RawConfig {
             tpm: Some(TpmConfig {
                 state_dir: "/tmp/zone-vtpm-test".into(),
                 event_log: None,
+                ek_public: None,
                 swtpm: None,
                 claims: claims.iter().map(|c| c.to_string()).collect(),
             }),

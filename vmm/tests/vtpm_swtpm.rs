@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use zone_attest::eventlog::PcrBank;
 use zone_attest::measurements::{plan, BootInputs, Measurement, PlatformConfig, ZoneClaims};
-use zone_vmm::vtpm::command::{parse_pcr_read, pcr_extend, pcr_read, response_code};
-use zone_vmm::vtpm::{measure_boot, Swtpm};
+use zone_attest::tpm_command::{Tpm, TPM_RC_LOCALITY};
+use zone_attest::tpm_types::TpmPublic;
+use zone_vmm::vtpm::{endorsement_key, measure_boot, Swtpm};
 
 fn need(tool: &str) {
     let found = Command::new("sh")
@@ -47,15 +48,12 @@ fn sample_plan() -> Vec<Measurement> {
 }
 
 fn read_all_pcrs(tpm: &mut Swtpm) -> PcrBank {
+    let all: Vec<u32> = (0..24).collect();
+    let values = Tpm::new(tpm).pcr_read(&all).expect("PCR_Read");
+    assert_eq!(values.len(), 24);
     let mut out = [[0u8; 32]; 24];
-    for first in [0u32, 8, 16] {
-        let pcrs: Vec<u32> = (first..first + 8).collect();
-        let rsp = tpm.transmit(&pcr_read(&pcrs)).expect("PCR_Read");
-        let digests = parse_pcr_read(&rsp).expect("PCR_Read response");
-        assert_eq!(digests.len(), 8);
-        for (i, d) in digests.into_iter().enumerate() {
-            out[first as usize + i] = d;
-        }
+    for (pcr, value) in values {
+        out[pcr as usize] = value;
     }
     out
 }
@@ -86,13 +84,23 @@ fn test_spawned_swtpm_pcrs_equal_replay_and_nothing_left_after_drop() {
     assert_eq!(read_all_pcrs(&mut tpm), replay);
     assert_eq!(replay[17], [0xff; 32], "DRTM PCRs start at all ones");
 
+    // The EK the VMM reports is the TCG default ECC P-256 EK, the same on every derivation,
+    // and equals what tpm2_createek (the reference client) derives on the same TPM.
+    let ek = endorsement_key(&mut tpm).expect("EK");
+    assert_eq!(endorsement_key(&mut tpm).expect("EK again"), ek);
+    assert!(ek.p256_public_key().is_ok());
+    assert_eq!(
+        ek.attributes,
+        zone_attest::tpm_command::templates::EK_ATTRIBUTES
+    );
+
     // Which localities may extend PCR 18? Checked on a copy of the state: extends change it.
     let mut allowed = Vec::new();
     for locality in 0..=3u8 {
         tpm.set_locality(locality).expect("set locality");
-        let rsp = tpm.transmit(&pcr_extend(18, &[0; 32])).expect("extend");
-        if response_code(&rsp) == 0 {
-            allowed.push(locality);
+        match Tpm::new(&mut tpm).pcr_extend(18, &[0; 32]) {
+            Ok(()) => allowed.push(locality),
+            Err(e) => assert_eq!(e.rc(), Some(TPM_RC_LOCALITY), "{e}"),
         }
     }
     assert_eq!(
@@ -167,10 +175,35 @@ fn test_connected_swtpm_tpm2_tools_read_replay_values_and_parse_log() {
     }
 
     let plan = sample_plan();
-    let log = {
+    let (log, ek) = {
         let mut tpm = Swtpm::connect(&ctrl, &server).expect("connect");
-        measure_boot(&mut tpm, &plan).expect("measured boot")
+        let log = measure_boot(&mut tpm, &plan).expect("measured boot");
+        (log, endorsement_key(&mut tpm).expect("EK"))
     };
+    let tools = |args: &[&str]| {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(dir.path())
+            .env("TPM2TOOLS_TCTI", format!("swtpm:path={}", server.display()))
+            .output()
+            .expect("tpm2-tools");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    need("tpm2_getcap");
+    need("tpm2_createek");
+    // endorsement_key flushed its EK: no transient object is left for the guest.
+    assert_eq!(tools(&["tpm2_getcap", "handles-transient"]).trim(), "");
+    // tpm2_createek derives the same EK: the VMM's EK public is the zone's EK.
+    tools(&["tpm2_createek", "-G", "ecc", "-c", "ek.ctx", "-u", "ek.pub"]);
+    let tools_ek = std::fs::read(dir.path().join("ek.pub")).expect("ek.pub");
+    assert_eq!(ek, TpmPublic::from_tpm2b(&tools_ek).expect("ek.pub parses"));
+    assert_eq!(ek.to_tpm2b(), tools_ek);
     let replay = log.replay();
     let log_file = dir.path().join("eventlog.bin");
     std::fs::write(&log_file, log.to_bytes()).expect("write log");

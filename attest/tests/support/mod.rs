@@ -231,7 +231,7 @@ impl Swtpm {
     }
 
     /// swtpm control channel `CMD_SET_LOCALITY` (5).
-    fn set_locality(&self, locality: u8) {
+    pub fn set_locality(&self, locality: u8) {
         let mut c = TcpStream::connect(("127.0.0.1", self.port + 1)).expect("connect to ctrl");
         let mut req = 5u32.to_be_bytes().to_vec();
         req.push(locality);
@@ -239,6 +239,35 @@ impl Swtpm {
         let mut rsp = [0u8; 4];
         c.read_exact(&mut rsp).expect("CMD_SET_LOCALITY response");
         assert_eq!(rsp, [0; 4], "swtpm refused locality {locality}");
+    }
+}
+
+/// A [`zone_attest::tpm_command::TpmTransport`] to this swtpm's TCP server: one connection per
+/// command (swtpm serves one client at a time, and tpm2-tools connect in between).
+#[derive(Debug, Clone, Copy)]
+pub struct SwtpmSocket {
+    pub port: u16,
+}
+
+impl Swtpm {
+    pub fn transport(&self) -> SwtpmSocket {
+        SwtpmSocket { port: self.port }
+    }
+}
+
+impl zone_attest::tpm_command::TpmTransport for SwtpmSocket {
+    fn transmit(&mut self, command: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.write_all(command)?;
+        let mut rsp = vec![0u8; 10];
+        s.read_exact(&mut rsp)?;
+        let size = u32::from_be_bytes([rsp[2], rsp[3], rsp[4], rsp[5]]) as usize;
+        if !(10..=zone_attest::tpm_command::MAX_RESPONSE).contains(&size) {
+            return Err(std::io::Error::other(format!("response size {size}")));
+        }
+        rsp.resize(size, 0);
+        s.read_exact(&mut rsp[10..])?;
+        Ok(rsp)
     }
 }
 

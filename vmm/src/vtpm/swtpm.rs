@@ -235,6 +235,15 @@ impl Drop for Swtpm {
     }
 }
 
+impl zone_attest::tpm_command::TpmTransport for Swtpm {
+    fn transmit(&mut self, command: &[u8]) -> std::io::Result<Vec<u8>> {
+        Swtpm::transmit(self, command).map_err(|e| match e {
+            SwtpmError::DataIo(io) => io,
+            other => std::io::Error::other(other),
+        })
+    }
+}
+
 impl TpmBackend for Swtpm {
     fn execute(
         &mut self,

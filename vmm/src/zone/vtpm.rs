@@ -1,5 +1,6 @@
-//! Setting up a zone's vTPM: its state directory, its swtpm, the measured boot and the event
-//! log (in guest memory for the kernel's ACPI TPM2 table, and in a file for evidence).
+//! Setting up a zone's vTPM: its state directory, its swtpm, the measured boot, the event log
+//! (in guest memory for the kernel's ACPI TPM2 table, and in a file for evidence) and the
+//! endorsement key's public area (in a file, for the zone CA).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,7 +11,8 @@ use zone_attest::measurements::{plan, BootInputs};
 use crate::arch::x86_64::acpi::layout::{TPM_EVENT_LOG_ADDR, TPM_EVENT_LOG_LEN};
 use crate::config::{ZoneConfig, ZoneTpm};
 use crate::devices::tpm::Crb;
-use crate::vtpm::{measure_boot, MeasureError, Swtpm, SwtpmError};
+use crate::vtpm::{endorsement_key, measure_boot, MeasureError, Swtpm, SwtpmError};
+use zone_attest::tpm_command::CommandError;
 
 /// What PCR 0 says the VMM is.
 pub const VMM_VERSION: &str = concat!("zone-vmm ", env!("CARGO_PKG_VERSION"));
@@ -37,6 +39,14 @@ pub enum VtpmError {
     LogTooLarge(usize),
     #[error("cannot write the event log into guest memory")]
     GuestMemory(#[source] vm_memory::GuestMemoryError),
+    #[error("cannot read the endorsement key from the vTPM")]
+    EndorsementKey(#[source] CommandError),
+    #[error("cannot write the endorsement key to {path}")]
+    WriteEk {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write the event log to {path}")]
     WriteLog {
         path: PathBuf,
@@ -119,6 +129,14 @@ pub fn start(
         .map_err(VtpmError::GuestMemory)?;
     if let Some(path) = &tpm.event_log {
         std::fs::write(path, &log).map_err(|source| VtpmError::WriteLog {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    if let Some(path) = &tpm.ek_public {
+        // At locality 0, where measure_boot left the TPM, before any guest command.
+        let ek = endorsement_key(&mut swtpm).map_err(VtpmError::EndorsementKey)?;
+        std::fs::write(path, ek.to_tpm2b()).map_err(|source| VtpmError::WriteEk {
             path: path.clone(),
             source,
         })?;
