@@ -47,6 +47,18 @@ const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// verifiers whose clocks may lag the host's (and UTCTime has whole seconds).
 const BACKDATE: Duration = Duration::from_secs(300);
 pub const KEY_FILE: &str = "zone-ca-key.pem";
+
+/// A certificate file as DER, whether it holds PEM (as the zone CA writes) or DER.
+pub fn read_certificate(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| ZoneCaError::Io(path.to_path_buf(), e))?;
+    let cert = if bytes.starts_with(b"-----BEGIN") {
+        Certificate::from_pem(&bytes)
+    } else {
+        Certificate::from_der(&bytes)
+    }
+    .map_err(|_| ZoneCaError::CertFormat(path.to_path_buf()))?;
+    enc(&cert)
+}
 pub const CERT_FILE: &str = "zone-ca-cert.pem";
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +71,8 @@ pub enum ZoneCaError {
     KeyFormat(PathBuf),
     #[error("{0}: the CA certificate is not for this key or this host")]
     CertMismatch(PathBuf),
+    #[error("{0}: not an X.509 certificate (PEM or DER)")]
+    CertFormat(PathBuf),
     #[error("invalid {0} id {1:?} (allowed: [A-Za-z0-9._-], 1..=128)")]
     Id(&'static str, String),
     #[error("encoding the certificate: {0}")]
@@ -95,6 +109,11 @@ pub struct FileCaSigner {
 }
 
 impl FileCaSigner {
+    /// The key, for signing something other than certificates with it (a verifier's EAR).
+    pub fn signing_key(&self) -> &p256::ecdsa::SigningKey {
+        &self.key
+    }
+
     /// Loads the key at `path`, or creates it (mode 0600, never overwriting) if it is absent.
     /// Refuses a key file that group or others may read or write.
     pub fn load_or_create(path: &Path) -> Result<Self> {

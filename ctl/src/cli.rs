@@ -35,6 +35,9 @@ pub enum Command {
     Rm(crate::rm::RmArgs),
     Inspect(crate::inspect::InspectArgs),
     Image(crate::image::ImageArgs),
+    Attest(crate::attest::AttestArgs),
+    Verify(crate::verify::VerifyArgs),
+    Reference(crate::reference::ReferenceArgs),
     /// Keeps a detached zone going (started by `zonectl run -d`).
     #[command(hide = true)]
     Supervise(crate::supervise::SuperviseArgs),
@@ -97,29 +100,25 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 
-    /// Number of vCPUs.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
-    pub cpus: u32,
-
-    /// Guest memory: a whole number of MiB, written like 256M or 1G.
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
-    pub memory: Size,
-
-    /// Attach a disk image as a virtio block device (repeatable; ",ro" for read-only).
-    #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = DiskSpec::from_str)]
-    pub disks: Vec<DiskSpec>,
+    #[command(flatten)]
+    pub shape: ZoneShape,
 
     /// Set an environment variable for the command (repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<String>,
 
-    /// Send zonectl's standard input to the command (read to its end before the zone starts).
+    /// Stream zonectl's standard input to the command (its stdin closes at our end of file).
     #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
     /// Give the command a terminal: its stdin, stdout and stderr are a pseudo-terminal in the
-    /// zone, and what it writes comes back on stdout (output is returned when it exits).
+    /// zone, ours is put in raw mode and its window size follows ours.
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
+
+    /// Start the zone without a vTPM: no measured boot, and `zonectl attest` cannot vouch for
+    /// it. By default every zone gets one (swtpm, started by the VMM).
+    #[arg(long)]
+    pub no_tpm: bool,
 
     /// The zone's Linux kernel (bzImage).
     #[arg(long, value_name = "PATH", env = "ZONES_KERNEL")]
@@ -159,6 +158,22 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub args: Vec<String>,
+}
+
+/// A zone's virtual hardware, as `run` and `reference` take it.
+#[derive(Debug, Clone, Args)]
+pub struct ZoneShape {
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub cpus: u32,
+
+    /// Guest memory: a whole number of MiB, written like 256M or 1G.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
+    pub memory: Size,
+
+    /// Attach a disk image as a virtio block device (repeatable; ",ro" for read-only).
+    #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = DiskSpec::from_str)]
+    pub disks: Vec<DiskSpec>,
 }
 
 /// A `--disk` argument.
@@ -288,9 +303,9 @@ mod tests {
     fn test_cli_run_defaults_applied() {
         let run = parse(&["--", "echo", "hi"]).unwrap();
 
-        assert_eq!(run.cpus, 1);
-        assert_eq!(run.memory, Size::from_mib(256));
-        assert!(run.disks.is_empty() && run.env.is_empty());
+        assert_eq!(run.shape.cpus, 1);
+        assert_eq!(run.shape.memory, Size::from_mib(256));
+        assert!(run.shape.disks.is_empty() && run.env.is_empty());
         assert!(run.rootfs.is_none() && run.user.is_none() && run.workdir.is_none());
         assert!(!run.interactive && !run.tty && !run.keep_console && !run.force);
         assert_eq!(run.vmm, None);
@@ -324,10 +339,10 @@ mod tests {
         ])
         .unwrap();
 
-        assert_eq!(run.cpus, 2);
-        assert_eq!(run.memory, Size::from_mib(1024));
+        assert_eq!(run.shape.cpus, 2);
+        assert_eq!(run.shape.memory, Size::from_mib(1024));
         assert_eq!(
-            run.disks,
+            run.shape.disks,
             [
                 DiskSpec {
                     path: "/a.img".into(),
@@ -350,7 +365,7 @@ mod tests {
         let run = parse(&["--", "sh", "-c", "--cpus"]).unwrap();
 
         assert_eq!(run.args, ["sh", "-c", "--cpus"]);
-        assert_eq!(run.cpus, 1);
+        assert_eq!(run.shape.cpus, 1);
     }
 
     #[test]
@@ -358,7 +373,7 @@ mod tests {
         let run = parse(&["--cpus", "2", "busybox", "sh", "-c", "exit 7", "--memory"]).unwrap();
 
         assert_eq!(run.args, ["busybox", "sh", "-c", "exit 7", "--memory"]);
-        assert_eq!(run.cpus, 2);
+        assert_eq!(run.shape.cpus, 2);
         assert!(!run.bare);
     }
 

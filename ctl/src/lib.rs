@@ -5,6 +5,8 @@
 
 pub mod agent_client;
 pub mod attach;
+pub mod attest;
+pub mod boot_facts;
 pub mod cli;
 pub mod exec;
 pub mod image;
@@ -15,12 +17,15 @@ pub mod lifeline;
 pub mod logs;
 pub mod ps;
 pub mod raw_terminal;
+pub mod reference;
+pub mod remote_attester;
 pub mod rm;
 pub mod run;
 pub mod size;
 pub mod stop;
 pub mod supervise;
 pub mod timing;
+pub mod verify;
 pub mod vmm_process;
 pub mod workload;
 pub mod zone_dir;

@@ -30,6 +30,9 @@ fn main() {
         Command::Rm(args) => zonectl::rm::run(args).map(|()| 0),
         Command::Inspect(args) => zonectl::inspect::run(args).map(|()| 0),
         Command::Image(args) => zonectl::image::run(args).map(|()| 0),
+        Command::Attest(args) => zonectl::attest::run(args).map(|()| 0),
+        Command::Verify(args) => zonectl::verify::run(args),
+        Command::Reference(args) => zonectl::reference::run(args).map(|()| 0),
         Command::Supervise(args) => zonectl::supervise::run(args),
     };
     match result {

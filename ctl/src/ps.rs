@@ -97,6 +97,7 @@ mod tests {
             exit_code: Some(3),
             error: None,
             auto_remove: false,
+            boot: None,
         }
     }
 

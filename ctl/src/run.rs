@@ -28,10 +28,10 @@ use crate::cli::{DiskSpec, RootfsSpec, RunArgs};
 use crate::interrupt::Interrupt;
 use crate::lifeline::{Lifeline, AGENT_PORT};
 use crate::timing;
-use crate::vmm_process::{VmmConfig, VmmProcess};
-use crate::workload;
+use crate::vmm_process::{VmmConfig, VmmProcess, VmmTpm};
+use crate::workload::{self, ImageDigests};
 use crate::zone_dir::ZoneDir;
-use crate::zone_state::{self, Status, ZoneState};
+use crate::zone_state::{self, BootRecord, Status, ZoneState};
 
 /// zonectl's exit code when the zone failed (docker's convention).
 pub use crate::attach::EXIT_ZONE_FAILED;
@@ -66,6 +66,8 @@ pub struct Prepared {
     pub vmm_binary: PathBuf,
     /// What `ps` shows as the zone's image.
     pub image: String,
+    /// What the vTPM measures about the image; `None` for --bare and --rootfs.
+    pub image_digests: Option<ImageDigests>,
 }
 
 /// How a zone's command went.
@@ -171,8 +173,11 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     if let Some(rootfs) = &args.rootfs {
         check_file(&rootfs.path, "rootfs image (--rootfs)")?;
     }
+    if !args.no_tpm {
+        check_swtpm()?;
+    }
     let workload = workload::resolve(args)?;
-    for disk in &args.disks {
+    for disk in &args.shape.disks {
         check_file(&disk.path, "disk image (--disk)")?;
     }
     let image = if args.bare {
@@ -183,7 +188,7 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         args.args.first().cloned().unwrap_or_default()
     };
     Ok(Prepared {
-        disks: zone_disks(workload.rootfs.as_ref(), &args.disks),
+        disks: zone_disks(workload.rootfs.as_ref(), &args.shape.disks),
         create: CreateContainerRequest {
             container_id: CONTAINER_ID.to_string(),
             rootfs: workload.rootfs.as_ref().map(|rootfs| ContainerRootfs {
@@ -204,6 +209,7 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
         },
         vmm_binary: args.vmm.clone().unwrap_or_else(default_vmm),
         image,
+        image_digests: workload.image.clone(),
     })
 }
 
@@ -233,6 +239,14 @@ pub fn new_state(zone: &ZoneDir, args: &RunArgs, prepared: &Prepared) -> ZoneSta
         exit_code: None,
         error: None,
         auto_remove: args.auto_remove,
+        boot: Some(BootRecord {
+            vmm: prepared.vmm_binary.clone(),
+            kernel: args.kernel.clone(),
+            initrd: args.initrd.clone(),
+            tpm: !args.no_tpm,
+            image_manifest_digest: prepared.image_digests.as_ref().map(|d| d.manifest.clone()),
+            oci_config_digest: prepared.image_digests.as_ref().map(|d| d.config.clone()),
+        }),
     }
 }
 
@@ -249,11 +263,12 @@ pub fn launch(
     let config = VmmConfig {
         kernel: args.kernel.clone(),
         initrd: args.initrd.clone(),
-        memory: args.memory,
-        cpus: args.cpus,
+        memory: args.shape.memory,
+        cpus: args.shape.cpus,
         disks: prepared.disks.clone(),
         vsock_socket: zone.vsock_socket(),
         serial_log: (!args.keep_console).then(|| zone.console_log()),
+        tpm: (!args.no_tpm).then(|| zone_tpm(zone, prepared.image_digests.as_ref())),
     };
     let vmm = VmmProcess::spawn(&prepared.vmm_binary, &config, args.keep_console)
         .context("starting the VMM (is zone-vmm built? pass --vmm PATH)")?;
@@ -294,7 +309,7 @@ pub fn drive(
 }
 
 /// The zone's disks in attach order: the rootfs image first (read-only), then `--disk`s.
-fn zone_disks(rootfs: Option<&RootfsSpec>, disks: &[DiskSpec]) -> Vec<DiskSpec> {
+pub fn zone_disks(rootfs: Option<&RootfsSpec>, disks: &[DiskSpec]) -> Vec<DiskSpec> {
     let rootfs = rootfs.into_iter().map(|rootfs| DiskSpec {
         path: rootfs.path.clone(),
         read_only: true,
@@ -415,6 +430,36 @@ pub fn report_zone_failure(
     }
 }
 
+/// The vTPM of a zone: its files in the state directory, and the claims measured into PCR 18.
+fn zone_tpm(zone: &ZoneDir, image: Option<&ImageDigests>) -> VmmTpm {
+    let (manifest, config) = image.map_or(("", ""), |d| (d.manifest.as_str(), d.config.as_str()));
+    VmmTpm {
+        state_dir: zone.vtpm_dir(),
+        event_log: zone.tpm_event_log(),
+        ek_public: zone.tpm_ek_public(),
+        claims: [
+            ("zone-id", zone.id()),
+            ("image-manifest-digest", manifest),
+            ("oci-config-digest", config),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec(),
+    }
+}
+
+/// The VMM starts swtpm for the zone's vTPM: say so now if it is not there.
+fn check_swtpm() -> anyhow::Result<()> {
+    let found = env::var_os("PATH")
+        .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join("swtpm").is_file()));
+    if !found {
+        bail!(
+            "swtpm not found on PATH: every zone gets a vTPM run by swtpm (apt-get install \
+             swtpm; hack/setup installs it), or pass --no-tpm for a zone without one"
+        );
+    }
+    Ok(())
+}
+
 fn check_file(path: &Path, what: &str) -> anyhow::Result<()> {
     if !path.is_file() {
         bail!("{what} not found: {}", path.display());
@@ -423,7 +468,7 @@ fn check_file(path: &Path, what: &str) -> anyhow::Result<()> {
 }
 
 /// `zone-vmm` next to zonectl's executable, else whatever `zone-vmm` is on PATH.
-fn default_vmm() -> PathBuf {
+pub fn default_vmm() -> PathBuf {
     env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("zone-vmm")))
@@ -456,7 +501,7 @@ mod tests {
             panic!("parsed as another verb");
         };
 
-        let disks = zone_disks(args.rootfs.as_ref(), &args.disks);
+        let disks = zone_disks(args.rootfs.as_ref(), &args.shape.disks);
 
         let args: Vec<String> = disks.iter().map(DiskSpec::to_vmm_arg).collect();
         assert_eq!(args, ["/root.ext4,ro", "/data.img"]);

@@ -47,6 +47,18 @@ pub struct VmmConfig {
     pub vsock_socket: PathBuf,
     /// `None`: the console goes to the VMM's stdout.
     pub serial_log: Option<PathBuf>,
+    /// The zone's vTPM; `None`: the zone has none.
+    pub tpm: Option<VmmTpm>,
+}
+
+/// Where the VMM keeps a zone's vTPM and what it measures into PCR 18 besides the boot.
+#[derive(Debug, Clone)]
+pub struct VmmTpm {
+    pub state_dir: PathBuf,
+    pub event_log: PathBuf,
+    pub ek_public: PathBuf,
+    /// `--zone-claim KEY=VALUE` pairs: zone-id, image-manifest-digest, oci-config-digest.
+    pub claims: Vec<(String, String)>,
 }
 
 /// The VMM's arguments for `config`.
@@ -69,6 +81,19 @@ pub fn vmm_args(config: &VmmConfig) -> Vec<OsString> {
     args.extend(["--vsock".into(), config.vsock_socket.clone().into()]);
     if let Some(log) = &config.serial_log {
         args.extend(["--serial-log".into(), log.clone().into()]);
+    }
+    if let Some(tpm) = &config.tpm {
+        args.extend([
+            "--tpm".into(),
+            tpm.state_dir.clone().into(),
+            "--tpm-event-log".into(),
+            tpm.event_log.clone().into(),
+            "--tpm-ek-public".into(),
+            tpm.ek_public.clone().into(),
+        ]);
+        for (key, value) in &tpm.claims {
+            args.extend(["--zone-claim".into(), format!("{key}={value}").into()]);
+        }
     }
     args
 }
@@ -226,6 +251,7 @@ mod tests {
             disks,
             vsock_socket: "/run/zones/abc/vsock.sock".into(),
             serial_log,
+            tpm: None,
         }
     }
 
@@ -321,5 +347,36 @@ mod tests {
         drop(vmm);
 
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[test]
+    fn test_vmm_args_tpm_paths_and_claims() {
+        let mut config = config(vec![], None);
+        config.tpm = Some(VmmTpm {
+            state_dir: "/run/zones/abc/vtpm".into(),
+            event_log: "/run/zones/abc/tpm-eventlog.bin".into(),
+            ek_public: "/run/zones/abc/tpm-ek.pub".into(),
+            claims: vec![("zone-id".into(), "abc".into())],
+        });
+
+        let args: Vec<String> = vmm_args(&config)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+
+        let tail = &args[args.len() - 8..];
+        assert_eq!(
+            tail,
+            [
+                "--tpm",
+                "/run/zones/abc/vtpm",
+                "--tpm-event-log",
+                "/run/zones/abc/tpm-eventlog.bin",
+                "--tpm-ek-public",
+                "/run/zones/abc/tpm-ek.pub",
+                "--zone-claim",
+                "zone-id=abc"
+            ]
+        );
     }
 }

@@ -18,6 +18,15 @@ pub struct Workload {
     pub env: Vec<String>,
     pub cwd: String,
     pub user: String,
+    /// The image's manifest and config digests (`sha256:...`), measured into the zone's vTPM.
+    pub image: Option<ImageDigests>,
+}
+
+/// What names an image exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDigests {
+    pub manifest: String,
+    pub config: String,
 }
 
 /// Resolves `args` into a workload, building (or reusing) the image's root file system.
@@ -32,6 +41,7 @@ pub fn resolve(args: &RunArgs) -> anyhow::Result<Workload> {
             env: args.env.clone(),
             cwd: args.workdir.clone().unwrap_or_default(),
             user: args.user.clone().unwrap_or_default(),
+            image: None,
         });
     }
     let Some((image, command)) = args.args.split_first() else {
@@ -58,6 +68,10 @@ fn from_image(
     let details = store.inspect(image).with_context(|| {
         format!("no image {image:?} in the store: import it with `zonectl image import PATH`")
     })?;
+    let digests = ImageDigests {
+        manifest: details.digest.to_string(),
+        config: details.manifest.config.digest.to_string(),
+    };
     let config = details.config;
     // CMD replaces the image's Cmd; the Entrypoint stays in front of either.
     let tail = if command.is_empty() {
@@ -81,6 +95,7 @@ fn from_image(
         env: config.env.iter().chain(&args.env).cloned().collect(),
         cwd: args.workdir.clone().unwrap_or(config.working_dir),
         user: args.user.clone().unwrap_or(config.user),
+        image: Some(digests),
     })
 }
 

@@ -119,6 +119,21 @@ impl ZoneDir {
     pub fn console_log(&self) -> PathBuf {
         self.path.join("console.log")
     }
+
+    /// The zone's vTPM state (swtpm's), removed with the zone.
+    pub fn vtpm_dir(&self) -> PathBuf {
+        self.path.join("vtpm")
+    }
+
+    /// The measured-boot event log the VMM wrote.
+    pub fn tpm_event_log(&self) -> PathBuf {
+        self.path.join("tpm-eventlog.bin")
+    }
+
+    /// The vTPM's EK public (TPM2B_PUBLIC) as the VMM read it before the zone ran.
+    pub fn tpm_ek_public(&self) -> PathBuf {
+        self.path.join("tpm-ek.pub")
+    }
 }
 
 impl Drop for ZoneDir {

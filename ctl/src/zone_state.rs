@@ -73,6 +73,21 @@ pub struct ZoneState {
     /// Remove the state directory when the zone ends (`run -d --rm`).
     #[serde(default)]
     pub auto_remove: bool,
+    /// What the zone booted, for `zonectl attest`'s manifest.
+    #[serde(default)]
+    pub boot: Option<BootRecord>,
+}
+
+/// What a zone booted with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootRecord {
+    pub vmm: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The zone has a vTPM.
+    pub tpm: bool,
+    pub image_manifest_digest: Option<String>,
+    pub oci_config_digest: Option<String>,
 }
 
 impl ZoneState {
@@ -225,6 +240,7 @@ mod tests {
             exit_code: None,
             error: None,
             auto_remove: false,
+            boot: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! `zone.agent.v1` service, containers and their processes) lives here so that it can be
 //! tested on the host, served over a Unix socket instead of vsock.
 
+pub mod attestation;
 pub mod container;
 pub mod containers;
 pub mod lifeline;

@@ -8,18 +8,22 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use zone_attest::activation::CredentialChallenge;
 use zone_proto::agent::v1::agent_server::Agent;
 use zone_proto::agent::v1::shutdown_request::Action;
 use zone_proto::agent::v1::{
-    AgentReady, CloseStdinRequest, CloseStdinResponse, ContainerStatsRequest,
-    ContainerStatsResponse, CreateContainerRequest, CreateContainerResponse, ExecProcessRequest,
-    ExecProcessResponse, InfoRequest, ListProcessesRequest, ListProcessesResponse, OutputChunk,
-    OutputStream, ReadOutputRequest, RemoveContainerRequest, RemoveContainerResponse,
+    ActivateCredentialRequest, ActivateCredentialResponse, AgentReady, CloseStdinRequest,
+    CloseStdinResponse, ContainerStatsRequest, ContainerStatsResponse, CreateContainerRequest,
+    CreateContainerResponse, ExecProcessRequest, ExecProcessResponse, InfoRequest,
+    ListProcessesRequest, ListProcessesResponse, OutputChunk, OutputStream, QuoteRequest,
+    QuoteResponse, ReadOutputRequest, RemoveContainerRequest, RemoveContainerResponse,
     ResizePtyRequest, ResizePtyResponse, ShutdownRequest, ShutdownResponse, SignalProcessRequest,
-    SignalProcessResponse, StartProcessRequest, StartProcessResponse, WaitProcessRequest,
-    WaitProcessResponse, WriteStdinRequest, WriteStdinResponse,
+    SignalProcessResponse, StartProcessRequest, StartProcessResponse, TpmKeysRequest,
+    TpmKeysResponse, WaitProcessRequest, WaitProcessResponse, WriteStdinRequest,
+    WriteStdinResponse,
 };
 
+use crate::attestation::ZoneTpm;
 use crate::containers::Containers;
 use crate::power::PowerAction;
 use crate::process::Output;
@@ -31,6 +35,7 @@ use crate::sysinfo;
 #[derive(Debug)]
 pub struct AgentService {
     containers: Arc<Containers>,
+    tpm: ZoneTpm,
     shutdown: watch::Sender<Option<PowerAction>>,
 }
 
@@ -38,6 +43,7 @@ impl AgentService {
     pub fn new(containers: Arc<Containers>, shutdown: watch::Sender<Option<PowerAction>>) -> Self {
         Self {
             containers,
+            tpm: ZoneTpm::new(),
             shutdown,
         }
     }
@@ -278,6 +284,50 @@ impl Agent for AgentService {
         tracing::info!(?action, "shutdown requested");
         self.shutdown.send_replace(Some(action));
         Ok(Response::new(ShutdownResponse {}))
+    }
+
+    async fn tpm_keys(
+        &self,
+        _request: Request<TpmKeysRequest>,
+    ) -> Result<Response<TpmKeysResponse>, Status> {
+        let (ek, ak) = self.tpm.keys().await?;
+        Ok(Response::new(TpmKeysResponse {
+            ek_public: ek.to_tpm2b(),
+            ak_public: ak.to_tpm2b(),
+        }))
+    }
+
+    async fn activate_credential(
+        &self,
+        request: Request<ActivateCredentialRequest>,
+    ) -> Result<Response<ActivateCredentialResponse>, Status> {
+        let request = request.into_inner();
+        let challenge = CredentialChallenge {
+            credential_blob: request.credential_blob,
+            encrypted_secret: request.encrypted_secret,
+        };
+        let secret = self.tpm.activate_credential(challenge).await?;
+        Ok(Response::new(ActivateCredentialResponse { secret }))
+    }
+
+    async fn quote(
+        &self,
+        request: Request<QuoteRequest>,
+    ) -> Result<Response<QuoteResponse>, Status> {
+        let request = request.into_inner();
+        let (quote, event_log) = self.tpm.quote(request.nonce, request.pcrs).await?;
+        let (pcr_indices, pcr_values) = quote
+            .pcrs
+            .iter()
+            .map(|(index, value)| (*index, value.to_vec()))
+            .unzip();
+        Ok(Response::new(QuoteResponse {
+            attest: quote.attest,
+            signature: quote.signature,
+            pcr_indices,
+            pcr_values,
+            event_log,
+        }))
     }
 }
 

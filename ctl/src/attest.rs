@@ -1,0 +1,152 @@
+//! `zonectl attest ZONE --nonce HEX -o FILE`: evidence that a running zone is what it claims.
+//!
+//! The host's zone CA certifies the zone vTPM's EK as the VMM read it before the zone ran
+//! (never as the zone reports it), seals a credential to that EK and the zone's AK, and
+//! certifies the AK once the zone's TPM has opened it; the zone then quotes its PCRs over the
+//! verifier's nonce. The bundle holds the quote, the PCRs, the boot event log, the EK and AK
+//! certificates, the CA certificate and the zone's manifest; `zonectl verify` checks it.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use zone_attest::evidence::ZoneManifest;
+use zone_attest::protocol;
+use zone_attest::tpm_types::TpmPublic;
+use zone_attest::zone_ca::{ZoneCa, KEY_FILE};
+
+use crate::agent_client;
+use crate::boot_facts;
+use crate::cli::ZoneRef;
+use crate::exec::BOOT_PATIENCE;
+use crate::remote_attester::RemoteAttester;
+use crate::vmm_process::ZONE_CMDLINE;
+use crate::zone_dir::ZoneDir;
+use crate::zone_state;
+
+/// Where the host's zone CA lives unless --ca-dir says otherwise.
+pub const DEFAULT_CA_DIR: &str = "/var/lib/zones/ca";
+/// Most bytes of qualifying data a TPM quote carries.
+const MAX_NONCE: usize = 64;
+
+/// Produce attestation evidence for a running zone.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  zonectl run -d --name web busybox sleep 1000\n  \
+                        zonectl attest web --nonce $(head -c 32 /dev/urandom | xxd -p -c 64) \
+                        -o web.evidence.json\n  \
+                        zonectl verify web.evidence.json --nonce ... \
+                        --ca /var/lib/zones/ca/zone-ca-cert.pem --reference ref.json"
+)]
+pub struct AttestArgs {
+    #[command(flatten)]
+    pub zone: ZoneRef,
+    /// The verifier's challenge: 1 to 64 bytes, in hex. Use a fresh one every time.
+    #[arg(long, value_name = "HEX")]
+    pub nonce: String,
+    /// Where to write the evidence (JSON).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The host's zone CA (key and certificate; created on first use).
+    #[arg(long, value_name = "DIR", env = "ZONES_CA_DIR", default_value = DEFAULT_CA_DIR)]
+    pub ca_dir: PathBuf,
+}
+
+pub fn run(args: AttestArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let nonce = parse_nonce(&args.nonce)?;
+    let state = zone_state::find(&args.zone.state_root, &args.zone.zone)?;
+    if !state.is_active() {
+        bail!("zone {} is not running ({})", state.id, state.status_text());
+    }
+    let Some(boot) = state.boot.as_ref().filter(|boot| boot.tpm) else {
+        bail!(
+            "zone {} has no vTPM (started with --no-tpm, or by an older zonectl): it cannot be \
+             attested",
+            state.id
+        );
+    };
+    let zone = ZoneDir::open(&args.zone.state_root, &state.id);
+    let ek_path = zone.tpm_ek_public();
+    let ek_bytes = fs::read(&ek_path).with_context(|| {
+        format!(
+            "reading the EK the VMM wrote ({}): is the zone still starting?",
+            ek_path.display()
+        )
+    })?;
+    let ek = TpmPublic::from_tpm2b(&ek_bytes)
+        .with_context(|| format!("{} is not a TPM2B_PUBLIC", ek_path.display()))?;
+    let host_id = boot_facts::host_id()?;
+    let ca = ZoneCa::open_or_create(&args.ca_dir, &host_id)
+        .with_context(|| format!("opening the zone CA in {}", args.ca_dir.display()))?;
+    eprintln!(
+        "zonectl: note: the zone CA's key is the file {}: whoever can read it can certify \
+         zones, and no host TPM vouches for it",
+        args.ca_dir.join(KEY_FILE).display()
+    );
+    let manifest = ZoneManifest {
+        zone_id: state.id.clone(),
+        host_id,
+        vmm_version: boot_facts::vmm_version(&boot.vmm)?,
+        kernel_digest: boot_facts::file_digest(&boot.kernel)?,
+        initrd_digest: Some(boot_facts::file_digest(&boot.initrd)?),
+        cmdline_digest: boot_facts::digest(ZONE_CMDLINE.as_bytes()),
+        image_manifest_digest: boot.image_manifest_digest.clone().unwrap_or_default(),
+        oci_config_digest: boot.oci_config_digest.clone().unwrap_or_default(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let client = runtime
+        .block_on(agent_client::connect_retrying(
+            &zone.vsock_socket(),
+            BOOT_PATIENCE,
+        ))
+        .with_context(|| format!("cannot reach the agent of zone {}", state.id))?;
+    let mut attester = RemoteAttester::new(client, &runtime);
+    let enrollment = protocol::enroll_with_ek(&ca, &mut attester, &state.id, &ek)
+        .context("enrolling the zone's TPM with the zone CA")?;
+    let evidence = protocol::respond(&mut attester, &enrollment, &manifest, &nonce)
+        .context("quoting the zone's PCRs")?;
+    fs::write(&args.output, evidence.to_json())
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!(
+        "zone {}: evidence written to {} ({} PCRs quoted, {} byte event log) in {} ms",
+        state.id,
+        args.output.display(),
+        evidence.pcrs.sha256.len(),
+        evidence.event_log.len(),
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// A verifier's nonce: hex, 1 to 64 bytes.
+pub fn parse_nonce(text: &str) -> anyhow::Result<Vec<u8>> {
+    let nonce = hex::decode(text.trim()).with_context(|| format!("--nonce {text:?} is not hex"))?;
+    if nonce.is_empty() || nonce.len() > MAX_NONCE {
+        bail!(
+            "--nonce is {} bytes; it must be 1 to {MAX_NONCE} (a fresh random 32 is usual)",
+            nonce.len()
+        );
+    }
+    Ok(nonce)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_nonce_bounds_and_hex() {
+        assert_eq!(parse_nonce("00ff").unwrap(), [0, 255]);
+        assert!(parse_nonce("xyz")
+            .unwrap_err()
+            .to_string()
+            .contains("not hex"));
+        assert!(parse_nonce("").is_err());
+        assert!(parse_nonce(&"ab".repeat(65)).is_err());
+    }
+}

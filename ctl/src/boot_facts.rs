@@ -1,0 +1,110 @@
+//! Facts about what a zone boots that the host computes the same way for evidence
+//! (`attest`) and for reference values (`reference`): the VMM's version, the digests of the
+//! kernel and initrd files, the zone's virtual hardware as the VMM measures it, and this
+//! host's id.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+use zone_attest::evidence::sha256_uri;
+use zone_attest::measurements::PlatformConfig;
+
+use crate::cli::DiskSpec;
+use crate::size::Size;
+
+/// The guest CID the VMM gives a zone's vsock device (zonectl does not choose another).
+const GUEST_CID: u64 = 3;
+/// The TPM interface the VMM gives a zone.
+const TPM_INTERFACE: &str = "crb";
+
+/// The VMM's version line (`zone-vmm 0.1.0`), as it measures it into PCR 0.
+pub fn vmm_version(vmm: &Path) -> anyhow::Result<String> {
+    let out = Command::new(vmm)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", vmm.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || !version.starts_with("zone-vmm ") {
+        bail!(
+            "{} --version printed {version:?}: is it zone-vmm?",
+            vmm.display()
+        );
+    }
+    Ok(version)
+}
+
+/// `sha256:<hex>` of a file's contents.
+pub fn file_digest(path: &Path) -> anyhow::Result<String> {
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(sha256_uri(&Sha256::digest(&bytes)))
+}
+
+/// `sha256:<hex>` of bytes.
+pub fn digest(bytes: &[u8]) -> String {
+    sha256_uri(&Sha256::digest(bytes))
+}
+
+/// The zone's virtual hardware as the VMM measures it into PCR 1, for a zone `zonectl run`
+/// starts with these disks (the image's root file system first, when there is one).
+pub fn platform_config(cpus: u32, memory: Size, disks: &[DiskSpec], tpm: bool) -> PlatformConfig {
+    PlatformConfig {
+        vcpus: cpus,
+        memory_mib: memory.bytes() >> 20,
+        disks_read_only: disks.iter().map(|disk| disk.read_only).collect(),
+        vsock_cid: Some(GUEST_CID),
+        rng: true,
+        tpm: tpm.then(|| TPM_INTERFACE.to_string()),
+    }
+}
+
+/// This host's id in zone certificates: /etc/machine-id, else the hostname.
+pub fn host_id() -> anyhow::Result<String> {
+    let from_machine_id = fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|id| id.trim().to_string());
+    let id = match from_machine_id.filter(|id| !id.is_empty()) {
+        Some(id) => id,
+        None => nix::unistd::gethostname()
+            .context("reading the hostname")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_platform_config_rootfs_first_read_only() {
+        let disks = [
+            DiskSpec {
+                path: "/root.ext4".into(),
+                read_only: true,
+            },
+            DiskSpec {
+                path: "/data.img".into(),
+                read_only: false,
+            },
+        ];
+
+        let config = platform_config(2, Size::from_mib(512), &disks, true);
+
+        let text = String::from_utf8(config.canonical_bytes()).unwrap();
+        assert!(
+            text.contains("vcpus=2\nmemory_mib=512\ndisks=ro,rw\nvsock_cid=3\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("tpm=crb\n"), "{text}");
+    }
+
+    #[test]
+    fn test_vmm_version_not_a_vmm_refused() {
+        let err = vmm_version(Path::new("/bin/true")).unwrap_err().to_string();
+        assert!(err.contains("is it zone-vmm"), "{err}");
+    }
+}
