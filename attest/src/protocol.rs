@@ -60,9 +60,9 @@ pub struct Enrollment {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
-    #[error("the zone's TPM: {0}")]
+    #[error("the zone's TPM")]
     Attester(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("the zone CA: {0}")]
+    #[error("the zone CA")]
     Ca(#[from] ZoneCaError),
 }
 

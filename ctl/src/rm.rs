@@ -1,31 +1,51 @@
-//! `zonectl rm [-f] ZONE`: remove a zone's state directory.
+//! `zonectl rm [-f] ZONE...`: remove zones' state directories.
 //!
 //! A zone whose VMM still runs needs `-f`, which stops it first (as `zonectl stop`). Anything
 //! left of a broken zone (a supervisor whose VMM was killed) is killed; then the directory goes
 //! with its sockets, logs and state.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context};
 
-use crate::cli::ZoneRef;
 use crate::stop;
-use crate::zone_dir::ZoneDir;
+use crate::zone_dir::{ZoneDir, DEFAULT_STATE_ROOT};
 use crate::zone_proc;
 use crate::zone_state::{self, Status};
 
-/// Remove a zone that is not running (-f: stop it first).
+/// Remove zones that are not running (-f: stop them first).
 #[derive(Debug, clap::Args)]
 pub struct RmArgs {
-    /// Stop the zone first if it is running.
+    /// Stop a zone first if it is running.
     #[arg(short = 'f', long)]
     pub force: bool,
 
-    #[command(flatten)]
-    pub zone: ZoneRef,
+    /// The zones' names, ids or unique id prefixes.
+    #[arg(value_name = "ZONE", required = true)]
+    pub zones: Vec<String>,
+
+    /// Directory holding zones' state directories.
+    #[arg(long, value_name = "DIR", env = "ZONES_STATE_ROOT", default_value = DEFAULT_STATE_ROOT)]
+    pub state_root: PathBuf,
 }
 
+/// Removes each zone; a zone that cannot be removed is reported and the others still go.
 pub fn run(args: RmArgs) -> anyhow::Result<()> {
-    let root = &args.zone.state_root;
-    let state = zone_state::find(root, &args.zone.zone)?;
+    let mut failed = 0;
+    for zone in &args.zones {
+        if let Err(e) = remove(&args.state_root, zone, args.force) {
+            eprintln!("zonectl: error: {e:#}");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} zones not removed", args.zones.len());
+    }
+    Ok(())
+}
+
+fn remove(root: &Path, reference: &str, force: bool) -> anyhow::Result<()> {
+    let state = zone_state::find(root, reference)?;
     let vmm_alive = state
         .vmm_pid
         .is_some_and(|pid| zone_proc::owned_alive(pid, &state.id));
@@ -34,12 +54,11 @@ pub fn run(args: RmArgs) -> anyhow::Result<()> {
             .supervisor_pid
             .is_some_and(|pid| zone_proc::owned_alive(pid, &state.id));
     if vmm_alive || starting {
-        if !args.force {
+        if !force {
             bail!(
-                "zone {} is running: stop it first with `zonectl stop {}`, or use `zonectl rm -f {}`",
-                state.id,
-                args.zone.zone,
-                args.zone.zone
+                "zone {} is running: stop it first with `zonectl stop {reference}`, or use \
+                 `zonectl rm -f {reference}`",
+                state.id
             );
         }
         stop::stop_zone(root, &state)?;

@@ -51,6 +51,13 @@ const MOUNTS: &[Mount] = &[
         flags: nosuid_nodev().union(MsFlags::MS_NOEXEC),
         data: "",
     },
+    // The vTPM's boot event log: /sys/kernel/security/tpm0/binary_bios_measurements.
+    Mount {
+        fstype: "securityfs",
+        target: "/sys/kernel/security",
+        flags: nosuid_nodev().union(MsFlags::MS_NOEXEC),
+        data: "",
+    },
     Mount {
         fstype: "devtmpfs",
         target: "/dev",
