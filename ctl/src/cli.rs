@@ -34,6 +34,7 @@ pub enum Command {
     Stop(crate::stop::StopArgs),
     Rm(crate::rm::RmArgs),
     Inspect(crate::inspect::InspectArgs),
+    Stats(crate::stats::StatsArgs),
     Image(crate::image::ImageArgs),
     Attest(crate::attest::AttestArgs),
     Verify(crate::verify::VerifyArgs),
@@ -102,6 +103,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub shape: ZoneShape,
+
+    #[command(flatten)]
+    pub isolation: crate::isolation_args::IsolationArgs,
 
     /// Set an environment variable for the command (repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = parse_env)]

@@ -29,6 +29,7 @@ fn main() {
         Command::Stop(args) => zonectl::stop::run(args).map(|()| 0),
         Command::Rm(args) => zonectl::rm::run(args).map(|()| 0),
         Command::Inspect(args) => zonectl::inspect::run(args).map(|()| 0),
+        Command::Stats(args) => zonectl::stats::run(args).map(|()| 0),
         Command::Image(args) => zonectl::image::run(args).map(|()| 0),
         Command::Attest(args) => zonectl::attest::run(args).map(|()| 0),
         Command::Verify(args) => zonectl::verify::run(args),

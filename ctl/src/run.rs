@@ -203,8 +203,13 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
                 user: workload.user,
                 terminal: args.tty,
                 stdin: args.interactive,
+                rlimits: args.isolation.ulimits.clone(),
+                no_new_privileges: args.isolation.no_new_privileges(),
+                capabilities: args.isolation.capabilities(),
                 ..Default::default()
             }),
+            readonly_rootfs: args.isolation.read_only,
+            mounts: args.isolation.tmpfs.clone(),
             ..Default::default()
         },
         vmm_binary: args.vmm.clone().unwrap_or_else(default_vmm),
