@@ -5,6 +5,7 @@
 //! ES256). Exits 0 when the zone is affirmed, 1 when it is not.
 
 use std::fs;
+use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
@@ -75,7 +76,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<i32> {
     };
     let result = verify(&evidence, &policy);
     let verified_in = started.elapsed();
-    println!("{}", ear::summary(&result));
+    // The exit status carries the verdict; a reader that went away (`| head -1`) is fine.
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{}", ear::summary(&result));
     if let Some(path) = &args.ear {
         if let Some(dir) = args.verifier_key.parent() {
             fs::DirBuilder::new()
@@ -89,7 +92,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<i32> {
         let result = ear::appraise(&result, &nonce, POLICY_ID, now);
         fs::write(path, ear::sign_jwt(&result, key.signing_key()))
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("EAR written to {}", path.display());
+        let _ = writeln!(out, "EAR written to {}", path.display());
     }
     tracing::info!(ms = verified_in.as_secs_f64() * 1e3, "verified");
     Ok(if result.is_ok() { 0 } else { 1 })
