@@ -30,6 +30,14 @@ pub fn describe(status: &tonic::Status) -> String {
     }
 }
 
+/// The runtime zonectl's agent calls run on: one thread, as zonectl talks to one zone.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// Connects to the agent of the zone whose vsock socket is `socket`.
 pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
     // Fail here, with the reason, rather than on the first call.

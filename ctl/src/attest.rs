@@ -95,10 +95,7 @@ pub fn run(args: AttestArgs) -> anyhow::Result<()> {
         image_manifest_digest: boot.image_manifest_digest.clone().unwrap_or_default(),
         oci_config_digest: boot.oci_config_digest.clone().unwrap_or_default(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = agent_client::runtime()?;
     let client = runtime
         .block_on(agent_client::connect_retrying(
             &zone.vsock_socket(),

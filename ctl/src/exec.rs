@@ -79,10 +79,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<i32> {
         tty: args.tty,
         sink: Sink::Terminal,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = agent_client::runtime()?;
     let end = runtime.block_on(async {
         let mut client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
             .await

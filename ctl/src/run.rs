@@ -352,10 +352,7 @@ pub fn talk_to_agent(
         cpus = ready.online_cpus,
         "agent ready"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = agent_client::runtime()?;
     let end = runtime.block_on(async {
         let mut client = agent_client::connect_retrying(&zone.vsock_socket(), AGENT_API_PATIENCE)
             .await

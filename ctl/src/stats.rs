@@ -32,10 +32,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
         bail!("zone {} is not running ({})", state.id, state.status_text());
     }
     let zone = ZoneDir::open(&args.zone.state_root, &state.id);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = agent_client::runtime()?;
     let stats = runtime.block_on(async {
         let mut client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
             .await
