@@ -68,13 +68,17 @@ pub fn run(args: AttestArgs) -> anyhow::Result<()> {
         );
     };
     let zone = ZoneDir::open(&args.zone.state_root, &state.id);
+    // Once the agent answers, the VMM has written the EK: it does so before the zone runs.
+    let runtime = agent_client::runtime()?;
+    let client = runtime
+        .block_on(agent_client::connect_retrying(
+            &zone.vsock_socket(),
+            BOOT_PATIENCE,
+        ))
+        .with_context(|| format!("cannot reach the agent of zone {}", state.id))?;
     let ek_path = zone.tpm_ek_public();
-    let ek_bytes = fs::read(&ek_path).with_context(|| {
-        format!(
-            "reading the EK the VMM wrote ({}): is the zone still starting?",
-            ek_path.display()
-        )
-    })?;
+    let ek_bytes = fs::read(&ek_path)
+        .with_context(|| format!("reading the EK the VMM wrote ({})", ek_path.display()))?;
     let ek = TpmPublic::from_tpm2b(&ek_bytes)
         .with_context(|| format!("{} is not a TPM2B_PUBLIC", ek_path.display()))?;
     let host_id = boot_facts::host_id()?;
@@ -95,13 +99,6 @@ pub fn run(args: AttestArgs) -> anyhow::Result<()> {
         image_manifest_digest: boot.image_manifest_digest.clone().unwrap_or_default(),
         oci_config_digest: boot.oci_config_digest.clone().unwrap_or_default(),
     };
-    let runtime = agent_client::runtime()?;
-    let client = runtime
-        .block_on(agent_client::connect_retrying(
-            &zone.vsock_socket(),
-            BOOT_PATIENCE,
-        ))
-        .with_context(|| format!("cannot reach the agent of zone {}", state.id))?;
     let mut attester = RemoteAttester::new(client, &runtime);
     let enrollment = protocol::enroll_with_ek(&ca, &mut attester, &state.id, &ek)
         .context("enrolling the zone's TPM with the zone CA")?;
