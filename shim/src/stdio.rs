@@ -116,7 +116,8 @@ pub fn copy_stdin(
     };
     let sending = tokio::spawn(async move {
         if let Err(status) = client.write_stdin(ReceiverStream::new(rx)).await {
-            tracing::warn!(error = %status.message(), "streaming stdin");
+            // Also when the zone powers off while the FIFO is still open.
+            tracing::debug!(error = %status.message(), "streaming stdin ended");
         }
     });
     Ok(tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! Tier 3: containerd-shim-zone-v1 under Debian's real containerd (1.6) in the KVM testbed,
 //! driven with `ctr`: `run --rm` prints the command's output; `run -d`, `task exec`, `task ps`,
-//! `task metrics`, `task kill`, `task rm`; and nothing (shim, VMM, mount, socket, zone state)
+//! `task metrics`, `task kill`, `task rm`, containerd restarted while a task runs; and nothing (shim, VMM, mount, socket, zone state)
 //! is left afterwards. containerd runs privately (`hack/containerd-zone`), with the native
 //! snapshotter (the testbed loads no overlay module).
 
@@ -75,6 +75,9 @@ ctr task metrics t2 >/tmp/metrics 2>&1; echo "metrics-rc=$?"; cat /tmp/metrics
 echo "metrics-pids=$(grep -c -i pids /tmp/metrics)"
 ctr task pause t2 >/tmp/pause 2>&1; echo "pause-rc=$?"
 echo "pause-unimplemented=$(grep -c -i 'not implemented\|unimplemented' /tmp/pause)"
+sh /zones/test/containerd-zone stop $C
+sh /zones/test/containerd-zone start $C || echo containerd-restart-failed
+echo "after-restart=$(ctr task exec --exec-id e3 t2 echo reconnected 2>&1)"
 ctr task kill -s SIGKILL t2 2>&1; echo "kill-rc=$?"
 i=0; while ! ctr task ls | grep t2 | grep -q STOPPED && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
 echo "status=$(ctr task ls | grep t2 | awk '{print $3}')"
@@ -92,6 +95,11 @@ ctr container rm t2 2>&1; echo "container-rm-rc=$?"
     assert_eq!(value(&out, "metrics-rc"), "0", "{out:#?}");
     assert_ne!(value(&out, "metrics-pids"), "0", "{out:#?}");
     assert_ne!(value(&out, "pause-rc"), "0", "{out:#?}");
+    assert_eq!(
+        value(&out, "after-restart"),
+        "reconnected",
+        "containerd reconnects through the bundle's address file\n{out:#?}"
+    );
     assert_eq!(value(&out, "kill-rc"), "0", "{out:#?}");
     assert_eq!(value(&out, "status"), "STOPPED", "{out:#?}");
     assert_eq!(value(&out, "rm-rc"), "0", "{out:#?}");
