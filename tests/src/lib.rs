@@ -96,6 +96,19 @@ pub fn missing_prerequisites() -> Vec<String> {
 /// When a prerequisite is missing (naming it and the command that provides it) or when
 /// `hack/testbed` cannot be started.
 pub fn testbed_run(script: &str, extra: &[(PathBuf, &str)]) -> TestbedOutput {
+    testbed_run_with(script, extra, &[])
+}
+
+/// [`testbed_run`] with more `hack/testbed run` options (`--containerd`, `--timeout SECS`).
+///
+/// # Panics
+///
+/// As [`testbed_run`].
+pub fn testbed_run_with(
+    script: &str,
+    extra: &[(PathBuf, &str)],
+    options: &[&str],
+) -> TestbedOutput {
     let missing = missing_prerequisites();
     assert!(
         missing.is_empty(),
@@ -114,7 +127,7 @@ pub fn testbed_run(script: &str, extra: &[(PathBuf, &str)]) -> TestbedOutput {
 
     let root = repo_root();
     let mut command = Command::new(root.join("hack/testbed"));
-    command.arg("run");
+    command.arg("run").args(options);
     command
         .arg("--add")
         .arg(add_spec(file.path(), SCRIPT_GUEST_PATH));

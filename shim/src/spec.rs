@@ -1,0 +1,322 @@
+//! The part of a bundle's OCI runtime spec (`config.json`) a zone uses, and its translation
+//! into the agent's `CreateContainerRequest` (`zone.agent.v1`).
+//!
+//! Pod grouping comes from CRI's annotations: `io.kubernetes.cri.sandbox-id` (containerd) or
+//! `io.kubernetes.cri-o.SandboxID` names the pod's sandbox, and every container of that pod
+//! runs in the sandbox's zone. A spec without them is a pod of its own (`ctr run`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use thiserror::Error;
+use zone_proto::agent::v1::{
+    Capabilities, ContainerRootfs, CreateContainerRequest, Mount as AgentMount, ProcessSpec, Rlimit,
+};
+
+pub const SANDBOX_ID_ANNOTATIONS: [&str; 2] = [
+    "io.kubernetes.cri.sandbox-id",
+    "io.kubernetes.cri-o.SandboxID",
+];
+pub const CONTAINER_TYPE_ANNOTATIONS: [&str; 2] = [
+    "io.kubernetes.cri.container-type",
+    "io.kubernetes.cri-o.ContainerType",
+];
+/// CRI's hint for the pod's memory (bytes), used to size the zone.
+pub const SANDBOX_MEMORY_ANNOTATION: &str = "io.kubernetes.cri.sandbox-memory";
+
+/// Mounts every zone container has already (`agent.proto`, `Mount`).
+const BUILT_IN_MOUNTS: [&str; 5] = ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"];
+/// Mount types the agent can make inside the zone.
+const ZONE_MOUNT_TYPES: [&str; 5] = ["tmpfs", "proc", "sysfs", "devpts", "mqueue"];
+
+#[derive(Debug, Error)]
+pub enum SpecError {
+    #[error("reading {0}")]
+    Read(String, #[source] std::io::Error),
+    #[error("parsing {0}")]
+    Parse(String, #[source] serde_json::Error),
+    #[error("the spec has no process")]
+    NoProcess,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Spec {
+    pub process: Option<Process>,
+    pub root: Option<Root>,
+    pub hostname: String,
+    pub mounts: Vec<Mount>,
+    pub annotations: HashMap<String, String>,
+    pub linux: Option<Linux>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Process {
+    pub terminal: bool,
+    pub user: User,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub capabilities: Option<Caps>,
+    pub rlimits: Vec<OciRlimit>,
+    pub no_new_privileges: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Caps {
+    pub bounding: Vec<String>,
+    pub effective: Vec<String>,
+    pub permitted: Vec<String>,
+    pub inheritable: Vec<String>,
+    pub ambient: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct OciRlimit {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub hard: u64,
+    pub soft: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Root {
+    pub path: String,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Mount {
+    pub destination: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Linux {
+    pub resources: Option<Resources>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    pub memory: Option<Memory>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Memory {
+    pub limit: Option<i64>,
+}
+
+impl Spec {
+    /// Reads `<bundle>/config.json`.
+    pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
+        let path = bundle.join("config.json");
+        let name = path.display().to_string();
+        let text = std::fs::read(&path).map_err(|e| SpecError::Read(name.clone(), e))?;
+        serde_json::from_slice(&text).map_err(|e| SpecError::Parse(name, e))
+    }
+
+    /// The pod this container belongs to: its sandbox's id, or its own.
+    pub fn group_id(&self, own_id: &str) -> String {
+        SANDBOX_ID_ANNOTATIONS
+            .iter()
+            .find_map(|key| self.annotations.get(*key))
+            .filter(|id| !id.is_empty())
+            .cloned()
+            .unwrap_or_else(|| own_id.to_string())
+    }
+
+    /// Whether this container is a CRI pod sandbox (the pause container).
+    pub fn is_cri_sandbox(&self) -> bool {
+        CONTAINER_TYPE_ANNOTATIONS
+            .iter()
+            .any(|key| self.annotations.get(*key).is_some_and(|t| t == "sandbox"))
+    }
+
+    /// The pod's memory hint in bytes, if CRI gave one.
+    pub fn sandbox_memory(&self) -> Option<u64> {
+        self.annotations
+            .get(SANDBOX_MEMORY_ANNOTATION)
+            .and_then(|v| v.parse().ok())
+            .filter(|&v| v > 0)
+    }
+
+    /// The agent's request for this container, its root file system on `device`.
+    pub fn create_request(
+        &self,
+        id: &str,
+        device: &str,
+        stdin: bool,
+    ) -> Result<CreateContainerRequest, SpecError> {
+        let process = self.process.as_ref().ok_or(SpecError::NoProcess)?;
+        let memory_limit_bytes = self
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .and_then(|r| r.memory.as_ref())
+            .and_then(|m| m.limit)
+            .and_then(|l| u64::try_from(l).ok())
+            .unwrap_or(0);
+        Ok(CreateContainerRequest {
+            container_id: id.to_string(),
+            rootfs: Some(ContainerRootfs {
+                device: device.to_string(),
+                fstype: "ext4".to_string(),
+            }),
+            readonly_rootfs: self.root.as_ref().is_some_and(|r| r.readonly),
+            hostname: self.hostname.clone(),
+            mounts: self.zone_mounts(),
+            process: Some(process_spec(process, stdin)),
+            memory_limit_bytes,
+        })
+    }
+
+    /// The spec's mounts the agent can make in the zone. Host bind mounts (CRI's hosts,
+    /// resolv.conf, volumes) cannot reach a zone without a shared file system; they are left
+    /// out and logged.
+    fn zone_mounts(&self) -> Vec<AgentMount> {
+        let mut mounts = Vec::new();
+        for mount in &self.mounts {
+            let destination = mount.destination.trim_end_matches('/');
+            if BUILT_IN_MOUNTS.contains(&destination) {
+                continue;
+            }
+            let kind = if mount.kind.is_empty()
+                && mount.options.iter().any(|o| o == "bind" || o == "rbind")
+            {
+                "bind"
+            } else {
+                mount.kind.as_str()
+            };
+            if !ZONE_MOUNT_TYPES.contains(&kind) {
+                tracing::info!(destination, kind, source = %mount.source, "mount not available in a zone, left out");
+                continue;
+            }
+            mounts.push(AgentMount {
+                destination: mount.destination.clone(),
+                r#type: kind.to_string(),
+                source: String::new(),
+                options: mount.options.clone(),
+            });
+        }
+        mounts
+    }
+}
+
+/// The agent's process spec for an OCI `process`.
+pub fn process_spec(process: &Process, stdin: bool) -> ProcessSpec {
+    ProcessSpec {
+        args: process.args.clone(),
+        env: process.env.clone(),
+        cwd: process.cwd.clone(),
+        user: format!("{}:{}", process.user.uid, process.user.gid),
+        additional_gids: process.user.additional_gids.clone(),
+        terminal: process.terminal,
+        stdin,
+        rlimits: process
+            .rlimits
+            .iter()
+            .map(|r| Rlimit {
+                r#type: r.kind.clone(),
+                soft: r.soft,
+                hard: r.hard,
+            })
+            .collect(),
+        no_new_privileges: process.no_new_privileges,
+        capabilities: process.capabilities.as_ref().map(|c| Capabilities {
+            bounding: c.bounding.clone(),
+            effective: c.effective.clone(),
+            permitted: c.permitted.clone(),
+            inheritable: c.inheritable.clone(),
+            ambient: c.ambient.clone(),
+        }),
+    }
+}
+
+/// Parses an exec's process (the JSON body of containerd's `Any`).
+pub fn parse_process(json: &[u8]) -> Result<Process, SpecError> {
+    serde_json::from_slice(json).map_err(|e| SpecError::Parse("the exec process spec".into(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CRI_CONTAINER: &str = r#"{
+        "ociVersion": "1.0.2",
+        "process": {"terminal": false, "user": {"uid": 1000, "gid": 100, "additionalGids": [10]},
+                    "args": ["sh", "-c", "echo hi"], "env": ["PATH=/bin"], "cwd": "/",
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                    "capabilities": {"bounding": ["CAP_KILL"]}},
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "pod1",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                   {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]},
+                   {"destination": "/etc/hosts", "type": "bind", "source": "/var/lib/x/hosts", "options": ["rbind"]}],
+        "annotations": {"io.kubernetes.cri.container-type": "container",
+                        "io.kubernetes.cri.sandbox-id": "sb1"},
+        "linux": {"resources": {"memory": {"limit": 67108864}}}
+    }"#;
+
+    #[test]
+    fn test_group_id_cri_container_is_sandbox_id() {
+        let spec: Spec = serde_json::from_str(CRI_CONTAINER).unwrap();
+        assert_eq!(spec.group_id("c1"), "sb1");
+        assert!(!spec.is_cri_sandbox());
+    }
+
+    #[test]
+    fn test_group_id_plain_ctr_spec_is_own_id() {
+        let spec: Spec = serde_json::from_str(r#"{"process": {"args": ["true"]}}"#).unwrap();
+        assert_eq!(spec.group_id("t1"), "t1");
+    }
+
+    #[test]
+    fn test_create_request_maps_user_mounts_and_limit() {
+        let spec: Spec = serde_json::from_str(CRI_CONTAINER).unwrap();
+
+        let req = spec.create_request("c1", "/dev/vdb", false).unwrap();
+
+        let process = req.process.unwrap();
+        assert_eq!(process.user, "1000:100");
+        assert_eq!(process.additional_gids, [10]);
+        assert_eq!(process.rlimits[0].r#type, "RLIMIT_NOFILE");
+        assert_eq!(req.rootfs.unwrap().device, "/dev/vdb");
+        assert!(req.readonly_rootfs);
+        assert_eq!(req.memory_limit_bytes, 64 << 20);
+        let destinations: Vec<_> = req.mounts.iter().map(|m| m.destination.as_str()).collect();
+        assert_eq!(
+            destinations,
+            ["/run"],
+            "proc is built in, host binds cannot reach the zone"
+        );
+    }
+
+    #[test]
+    fn test_parse_process_exec_json() {
+        let p = parse_process(br#"{"args": ["ls"], "cwd": "/tmp", "terminal": true}"#).unwrap();
+        assert_eq!(
+            (p.args.len(), p.cwd.as_str(), p.terminal),
+            (1, "/tmp", true)
+        );
+    }
+}
