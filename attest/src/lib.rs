@@ -13,7 +13,9 @@
 //!   zone agent's TPM-backed [`protocol::Attester`].
 //! - [`quote`]: quote checks (AK signature, nonce, pcrDigest over the signed selection).
 //! - [`activation`]: MakeCredential, the CA's half of credential activation.
-//! - [`zone_ca`], [`chain`]: the per-host zone CA (EK and AK certificates) and certificate checks.
+//! - [`zone_ca`], [`chain`]: the per-host zone CA (EK and AK certificates) and certificate checks;
+//!   [`tpm_ca_signer`]: the zone CA's key in the host's TPM; [`tpm_socket`]: raw TPM commands
+//!   over a Unix or TCP socket (swtpm's server channel).
 //! - [`evidence`], [`reference`]: the evidence bundle and reference values (JSON).
 //! - [`verify`]: the verifier; [`ear`]: attestation results (EAR JWT) and summaries.
 //! - [`protocol`]: the [`protocol::Attester`] trait and the enroll/respond/attest calls;
@@ -30,7 +32,9 @@ pub mod protocol;
 pub mod quote;
 pub mod reference;
 pub mod soft_tpm;
+pub mod tpm_ca_signer;
 pub mod tpm_command;
+pub mod tpm_socket;
 pub mod tpm_types;
 pub mod verify;
 pub mod zone_ca;

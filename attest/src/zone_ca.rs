@@ -6,9 +6,11 @@
 //! The CA key is behind [`CaSigner`]. [`FileCaSigner`] keeps a P-256 key in a PKCS#8 PEM file
 //! created with mode 0600 on first use. That is the explicit fallback: anyone who can read the
 //! file (root on the host, a backup, a disk image) can mint EK and AK certificates for any zone,
-//! and nothing proves to a remote verifier which host the CA key lives on. The intended signer
-//! keeps the key in the host's TPM (tss-esapi, outside this pure crate), certified by the host's
-//! AK, so a verifier can chain host attestation → zone CA → zone EK → zone AK.
+//! and nothing proves to a remote verifier which host the CA key lives on. The stronger signer,
+//! [`crate::tpm_ca_signer::TpmCaSigner`], keeps the key in the host's TPM, where it cannot be
+//! copied off the host; [`ZoneCa::open_or_create_with`] opens the CA with any signer and keeps
+//! only the certificate in the CA directory. (Certifying that key with the host's AK, so a
+//! verifier can chain host attestation → zone CA → zone EK → zone AK, is still to come.)
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -71,6 +73,17 @@ pub enum ZoneCaError {
     KeyFormat(PathBuf),
     #[error("{0}: the CA certificate is not for this key or this host")]
     CertMismatch(PathBuf),
+    #[error(
+        "{0} certifies another CA key than this CA's signer ({1}): a CA made with another key \
+         file or host TPM (or a TPM whose owner hierarchy was cleared). Use the signer that made \
+         it, or move the file away to make a new CA (zones certified by the old one will no \
+         longer verify against the new certificate)"
+    )]
+    CertKey(PathBuf, String),
+    #[error("{0} is the zone CA certificate of host {1:?}, not of this host {2:?}")]
+    CertHost(PathBuf, String, String),
+    #[error("the host TPM: {0}")]
+    HostTpm(#[from] crate::tpm_ca_signer::TpmCaSignerError),
     #[error("{0}: not an X.509 certificate (PEM or DER)")]
     CertFormat(PathBuf),
     #[error("invalid {0} id {1:?} (allowed: [A-Za-z0-9._-], 1..=128)")]
@@ -95,17 +108,39 @@ pub enum ZoneCaError {
 
 type Result<T> = std::result::Result<T, ZoneCaError>;
 
-/// The CA's signing key. Implementations: [`FileCaSigner`]; a host-TPM signer later.
+/// The CA's signing key. Implementations: [`FileCaSigner`] (a key file) and
+/// [`crate::tpm_ca_signer::TpmCaSigner`] (the host's TPM).
 pub trait CaSigner: std::fmt::Debug + Send + Sync {
     fn verifying_key(&self) -> p256::ecdsa::VerifyingKey;
     /// ECDSA P-256 over SHA-256 of `message`, DER-encoded.
     fn sign(&self, message: &[u8]) -> Result<p256::ecdsa::DerSignature>;
+    /// What holds the key, for messages: "the key file /var/lib/zones/ca/zone-ca-key.pem".
+    fn describe(&self) -> String {
+        "the CA's signer".to_string()
+    }
+}
+
+/// A signer chosen at run time (zonectl picks a host TPM or a key file).
+impl<S: CaSigner + ?Sized> CaSigner for Box<S> {
+    fn verifying_key(&self) -> p256::ecdsa::VerifyingKey {
+        (**self).verifying_key()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<p256::ecdsa::DerSignature> {
+        (**self).sign(message)
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
 }
 
 /// A P-256 CA key in a PKCS#8 PEM file (mode 0600). See the module docs for what is weaker.
 #[derive(Debug)]
 pub struct FileCaSigner {
     key: p256::ecdsa::SigningKey,
+    /// The file it came from (`None`: [`FileCaSigner::ephemeral`]).
+    path: Option<PathBuf>,
 }
 
 impl FileCaSigner {
@@ -128,7 +163,10 @@ impl FileCaSigner {
                 let pem = std::fs::read_to_string(path).map_err(io)?;
                 let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&pem)
                     .map_err(|_| ZoneCaError::KeyFormat(path.to_path_buf()))?;
-                Ok(Self { key })
+                Ok(Self {
+                    key,
+                    path: Some(path.to_path_buf()),
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = p256::ecdsa::SigningKey::random(&mut OsRng);
@@ -143,7 +181,10 @@ impl FileCaSigner {
                     .map_err(io)?;
                 f.write_all(pem.as_bytes()).map_err(io)?;
                 f.sync_all().map_err(io)?;
-                Ok(Self { key })
+                Ok(Self {
+                    key,
+                    path: Some(path.to_path_buf()),
+                })
             }
             Err(e) => Err(io(e)),
         }
@@ -153,6 +194,7 @@ impl FileCaSigner {
     pub fn ephemeral() -> Self {
         Self {
             key: p256::ecdsa::SigningKey::random(&mut OsRng),
+            path: None,
         }
     }
 }
@@ -169,6 +211,13 @@ impl CaSigner for FileCaSigner {
             .try_sign(message)
             .map_err(|e| ZoneCaError::Sign(e.to_string()))?;
         Ok(sig.to_der())
+    }
+
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => format!("the key file {}", p.display()),
+            None => "an in-memory key".to_string(),
+        }
     }
 }
 
@@ -281,20 +330,44 @@ impl ZoneCa<FileCaSigner> {
     /// creating the directory (0700), the key and the self-signed certificate on first use.
     pub fn open_or_create(dir: &Path, host_id: &str) -> Result<Self> {
         check_id("host", host_id)?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| ZoneCaError::Io(dir.to_path_buf(), e))?;
+        create_ca_dir(dir)?;
         let signer = FileCaSigner::load_or_create(&dir.join(KEY_FILE))?;
+        Self::open_or_create_with(dir, host_id, signer)
+    }
+}
+
+fn create_ca_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| ZoneCaError::Io(dir.to_path_buf(), e))
+}
+
+impl<S: CaSigner> ZoneCa<S> {
+    /// Opens the host's zone CA in `dir` with `signer`'s key: the certificate
+    /// `dir/zone-ca-cert.pem` (PEM) if it exists, which must be a valid CA certificate for
+    /// `signer`'s key and `host_id`; else a new self-signed certificate, written there (the
+    /// directory is created 0700 if absent). Nothing else is written: a host-TPM signer keeps
+    /// its key in the TPM.
+    pub fn open_or_create_with(dir: &Path, host_id: &str, signer: S) -> Result<Self> {
+        check_id("host", host_id)?;
+        create_ca_dir(dir)?;
         let cert_path = dir.join(CERT_FILE);
-        match std::fs::read_to_string(&cert_path) {
+        match std::fs::read(&cert_path) {
             Ok(pem) => {
-                let cert = Certificate::from_pem(pem.as_bytes())
-                    .map_err(|_| ZoneCaError::CertMismatch(cert_path.clone()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|_| ZoneCaError::CertFormat(cert_path.clone()))?;
+                if cert.tbs_certificate.subject_public_key_info != spki_of_signer(&signer)? {
+                    return Err(ZoneCaError::CertKey(cert_path, signer.describe()));
+                }
                 let ca = Self::from_parts(signer, &enc(&cert)?)?;
                 if ca.host_id != host_id {
-                    return Err(ZoneCaError::CertMismatch(cert_path));
+                    return Err(ZoneCaError::CertHost(
+                        cert_path,
+                        ca.host_id,
+                        host_id.to_string(),
+                    ));
                 }
                 Ok(ca)
             }
@@ -304,15 +377,22 @@ impl ZoneCa<FileCaSigner> {
                     .cert
                     .to_pem(der::pem::LineEnding::LF)
                     .map_err(|e| ZoneCaError::Encode(e.to_string()))?;
-                std::fs::write(&cert_path, pem).map_err(|e| ZoneCaError::Io(cert_path, e))?;
+                let io = |e| ZoneCaError::Io(cert_path.clone(), e);
+                // create_new: two zonectls making the CA at once must not replace each other's.
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(&cert_path)
+                    .map_err(io)?;
+                f.write_all(pem.as_bytes()).map_err(io)?;
+                f.sync_all().map_err(io)?;
                 Ok(ca)
             }
             Err(e) => Err(ZoneCaError::Io(cert_path, e)),
         }
     }
-}
 
-impl<S: CaSigner> ZoneCa<S> {
     /// A new CA with a self-signed certificate for `host_id`.
     pub fn new_self_signed(signer: S, host_id: &str) -> Result<Self> {
         check_id("host", host_id)?;
@@ -518,8 +598,18 @@ mod tests {
         assert_eq!(a.cert_der(), b.cert_der());
         assert!(matches!(
             ZoneCa::open_or_create(&ca_dir, "host-b"),
-            Err(ZoneCaError::CertMismatch(_))
+            Err(ZoneCaError::CertHost(_, ref was, ref now)) if was == "host-a" && now == "host-b"
         ));
+        // Another key (a host TPM now, or a replaced key file) is refused by name.
+        let e = ZoneCa::open_or_create_with(&ca_dir, "host-a", FileCaSigner::ephemeral())
+            .expect_err("other key");
+        assert!(matches!(e, ZoneCaError::CertKey(..)), "{e}");
+        assert!(e.to_string().contains(CERT_FILE), "{e}");
+        // The boxed signer zonectl uses opens the same CA.
+        let boxed: Box<dyn CaSigner> =
+            Box::new(FileCaSigner::load_or_create(&ca_dir.join(KEY_FILE)).expect("key"));
+        let c = ZoneCa::open_or_create_with(&ca_dir, "host-a", boxed).expect("boxed");
+        assert_eq!(c.cert_der(), a.cert_der());
         std::fs::set_permissions(
             ca_dir.join(KEY_FILE),
             std::fs::Permissions::from_mode(0o644),

@@ -16,6 +16,12 @@ use zone_attest::protocol;
 use zone_attest::tpm_types::TpmPublic;
 use zone_attest::zone_ca::{ZoneCa, KEY_FILE};
 
+// The host-TPM choice lives next to its only user; declared here so that this change stays
+// inside attest.rs (move the declaration to lib.rs when another verb needs it).
+#[path = "host_tpm.rs"]
+pub mod host_tpm;
+use host_tpm::HostTpmSpec;
+
 use crate::agent_client;
 use crate::boot_facts;
 use crate::cli::ZoneRef;
@@ -51,6 +57,10 @@ pub struct AttestArgs {
     /// The host's zone CA (key and certificate; created on first use).
     #[arg(long, value_name = "DIR", env = "ZONES_CA_DIR", default_value = DEFAULT_CA_DIR)]
     pub ca_dir: PathBuf,
+    /// Where the zone CA's key lives: device:PATH, swtpm:unix:PATH, swtpm:tcp:HOST:PORT or
+    /// file. Default: device:/dev/tpmrm0 if it exists, else file (a key file in --ca-dir).
+    #[arg(long, value_name = "SPEC", env = "ZONES_HOST_TPM")]
+    pub host_tpm: Option<HostTpmSpec>,
 }
 
 pub fn run(args: AttestArgs) -> anyhow::Result<()> {
@@ -82,13 +92,17 @@ pub fn run(args: AttestArgs) -> anyhow::Result<()> {
     let ek = TpmPublic::from_tpm2b(&ek_bytes)
         .with_context(|| format!("{} is not a TPM2B_PUBLIC", ek_path.display()))?;
     let host_id = boot_facts::host_id()?;
-    let ca = ZoneCa::open_or_create(&args.ca_dir, &host_id)
+    let spec = host_tpm::choose_default(args.host_tpm.clone());
+    let signer = host_tpm::open_signer(&spec, &args.ca_dir)?;
+    eprintln!("zonectl: zone CA key: {} ({spec})", signer.describe());
+    if spec == HostTpmSpec::File {
+        eprintln!(
+            "zonectl: warning: {}",
+            host_tpm::file_key_warning(&args.ca_dir.join(KEY_FILE))
+        );
+    }
+    let ca = ZoneCa::open_or_create_with(&args.ca_dir, &host_id, signer)
         .with_context(|| format!("opening the zone CA in {}", args.ca_dir.display()))?;
-    eprintln!(
-        "zonectl: note: the zone CA's key is the file {}: whoever can read it can certify \
-         zones, and no host TPM vouches for it",
-        args.ca_dir.join(KEY_FILE).display()
-    );
     let manifest = ZoneManifest {
         zone_id: state.id.clone(),
         host_id,
@@ -132,6 +146,32 @@ pub fn parse_nonce(text: &str) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_attest(extra: &[&str]) -> Result<AttestArgs, clap::Error> {
+        use clap::Parser as _;
+        let argv = ["zonectl", "attest", "web", "--nonce", "00", "-o", "e.json"]
+            .iter()
+            .chain(extra);
+        crate::cli::Cli::try_parse_from(argv).map(|cli| match cli.command {
+            crate::cli::Command::Attest(a) => a,
+            _ => panic!("parsed as another verb"),
+        })
+    }
+
+    #[test]
+    fn test_cli_attest_host_tpm_flag_parsed_and_bad_spec_refused() {
+        let a = parse_attest(&["--host-tpm", "swtpm:unix:/run/host.sock"]).expect("parses");
+        assert_eq!(
+            a.host_tpm,
+            Some(HostTpmSpec::Swtpm(
+                zone_attest::tpm_socket::SocketAddress::Unix("/run/host.sock".into())
+            ))
+        );
+        let a = parse_attest(&["--host-tpm", "file"]).expect("parses");
+        assert_eq!(a.host_tpm, Some(HostTpmSpec::File));
+        let e = parse_attest(&["--host-tpm", "swtpm:tcp:localhost"]).expect_err("no port");
+        assert!(e.to_string().contains("swtpm:tcp:HOST:PORT"), "{e}");
+    }
 
     #[test]
     fn test_parse_nonce_bounds_and_hex() {

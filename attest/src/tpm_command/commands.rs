@@ -20,6 +20,7 @@ pub const TPM_CC_START_AUTH_SESSION: u32 = 0x176;
 pub const TPM_CC_POLICY_SECRET: u32 = 0x151;
 pub const TPM_CC_ACTIVATE_CREDENTIAL: u32 = 0x147;
 pub const TPM_CC_QUOTE: u32 = 0x158;
+pub const TPM_CC_SIGN: u32 = 0x15d;
 
 pub const TPM_RH_OWNER: u32 = 0x4000_0001;
 pub const TPM_RH_NULL: u32 = 0x4000_0007;
@@ -29,6 +30,9 @@ const TPM_SU_CLEAR: u16 = 0x0000;
 const TPM_SE_POLICY: u8 = 0x01;
 const TPM_ST_CREATION: u16 = 0x8021;
 const TPM_ST_AUTH_SECRET: u16 = 0x8023;
+const TPM_ST_HASHCHECK: u16 = 0x8024;
+/// A P-256 scalar (ECDSA r and s).
+const P256_SCALAR: usize = 32;
 /// Transient objects and policy sessions live in these handle ranges (Part 2 §7.2).
 const HT_TRANSIENT: u32 = 0x80;
 const HT_POLICY_SESSION: u32 = 0x03;
@@ -394,6 +398,58 @@ pub fn parse_quote(rsp: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CommandError> {
     Ok((quoted, signature))
 }
 
+/// `TPM2_Sign` (§20.2) by `key` (empty password) of the SHA-256 `digest`, scheme ECDSA/SHA-256,
+/// with the NULL validation ticket (`TPM_ST_HASHCHECK`, `TPM_RH_NULL`, empty digest): enough for
+/// a key that is not restricted; a restricted key refuses it (`TPM_RC_TICKET`), so an AK
+/// cannot be made to sign a digest that could pass for a quote.
+pub fn sign(key: u32, digest: &Sha256Digest) -> Vec<u8> {
+    Command::new(TPM_CC_SIGN)
+        .handle(key)
+        .auth(Auth::EmptyPassword)
+        .tpm2b(digest)
+        .u16(TPM_ALG_ECDSA)
+        .u16(TPM_ALG_SHA256)
+        .u16(TPM_ST_HASHCHECK)
+        .u32(TPM_RH_NULL)
+        .tpm2b(&[])
+        .build()
+}
+
+/// The signature of `TPM2_Sign`'s response: exactly a `TPMT_SIGNATURE` of ECDSA with SHA-256,
+/// r and s each 1 to 32 bytes (big-endian, a TPM may drop leading zeros) and valid P-256
+/// scalars (non-zero, below the group order).
+pub fn parse_sign(rsp: &[u8]) -> Result<p256::ecdsa::Signature, CommandError> {
+    const C: &str = "Sign";
+    let e = params_err(C);
+    let mut r = parse_response(C, rsp, 0, 1)?.params;
+    let alg = r.u16("signature.sigAlg").map_err(&e)?;
+    if alg != TPM_ALG_ECDSA {
+        return Err(bad(C, "signature.sigAlg", "not TPM_ALG_ECDSA"));
+    }
+    if r.u16("signature.hash").map_err(&e)? != TPM_ALG_SHA256 {
+        return Err(bad(C, "signature.hash", "not TPM_ALG_SHA256"));
+    }
+    let mut scalar = |what: &'static str| -> Result<[u8; P256_SCALAR], CommandError> {
+        let v = r.tpm2b(P256_SCALAR, what).map_err(&e)?;
+        if v.is_empty() {
+            return Err(bad(C, what, "empty"));
+        }
+        let mut out = [0u8; P256_SCALAR];
+        out[P256_SCALAR - v.len()..].copy_from_slice(v);
+        Ok(out)
+    };
+    let sig_r = scalar("signature.signatureR")?;
+    let sig_s = scalar("signature.signatureS")?;
+    r.finish("TPM2_Sign response").map_err(&e)?;
+    p256::ecdsa::Signature::from_scalars(sig_r, sig_s).map_err(|_| {
+        bad(
+            C,
+            "signature",
+            "r or s is zero or not below the P-256 group order",
+        )
+    })
+}
+
 #[cfg(test)]
 #[path = "commands_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -3,10 +3,10 @@
 //! responses swtpm answered.
 
 use super::*;
-use crate::tpm_command::templates::{ak_ecc_p256, ek_ecc_p256};
+use crate::tpm_command::templates::{ak_ecc_p256, ca_ecc_p256, ek_ecc_p256};
 use crate::tpm_command::wire::{TPM_ST_NO_SESSIONS, TPM_ST_SESSIONS};
 
-fn unhex(s: &str) -> Vec<u8> {
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s.replace([' ', '\n'], "")).expect("test vector is hex")
 }
 
@@ -317,4 +317,126 @@ fn test_parse_session_and_policy_responses() {
         "test vectors use these tags"
     );
     assert_eq!(TPM_ST_NO_SESSIONS.to_be_bytes(), [0x80, 0x01]);
+}
+
+/// `tpm2_createprimary -C o -g sha256 -G ecc256:ecdsa-sha256
+/// -a "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign" -u unique.dat`'s
+/// `TPM2_CreatePrimary` parameters (after its HMAC session's authorization area).
+const CREATE_CA_PARAMS: &str = "00040000000000280023000b00040072000000100018000b000300100010\
+    7a6f6e65732d7a6f6e652d63612d76310000000000000000";
+
+/// swtpm's answer to it: the zone CA key of that swtpm's owner hierarchy.
+pub(crate) const CREATE_CA_RSP: &str =
+    "80020000017800000000800000000000012100580023000b000400720000\
+    00100018000b000300100020dc40af1656f0c0ee4dc92c540d697a861c4046941286f9a343e8fe43d6a5eba100\
+    20ec425315eca1aee6aacec1b2a39da06c81d31534ddb1e631f18a858d638dfb300037000000000020e3b0c442\
+    98fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855010010000440000001000440000001000000\
+    205da041bac0ee3135aebb0cadfba497c6a1877fae832dd3d1f8f7a871b825e8548021400000010040631aeab5\
+    3ced53b3efa6b84d5310ccf1247a15f1d9f77bc160d706360fcdc873145c24c0840e82873c629ac78912e9af66\
+    9774f7723f90d04af5bf2e83392a110022000bd37e8d5335e433f67c8aa1387093dfd2944bd46f33dcff5b154e\
+    a98b062d521200204c07652891e16a20900555d99dd019a0bd863ebaebcbcf559a6226bd786c2a0401002090fd\
+    f248f6864a16574fcc965383bf1857473111882bb41ebd98f4b239739340";
+
+/// SHA-256("zones").
+const SIGNED_DIGEST: &str = "8c279b58e430cfbe2c032ed02222c60e243a210109aca37212503abf05bfb192";
+
+/// `tpm2_sign -c ca.ctx -g sha256 -s ecdsa -d dig.bin`'s `TPM2_Sign` parameters (after its HMAC
+/// session's authorization area): digest, inScheme ECDSA/SHA-256, the NULL hashcheck ticket.
+const TOOLS_SIGN_PARAMS: &str = "00208c279b58e430cfbe2c032ed02222c60e243a210109aca37212503abf05\
+    bfb1920018000b8024400000070000";
+
+/// The key that `tpm2_sign` used: `tpm2_createprimary` with the same attributes and scheme but
+/// an empty `unique` (tpm2-tools 5.4 failed to load `-u unique.dat` on most runs, so the
+/// signing capture was made with this key), as `tpm2_readpublic -o` wrote it.
+const SIGN_KEY_PUB: &str = "00580023000b00040072000000100018000b0003001000200b0a3f904259b0b8fa\
+    d307823dbcc78d8f7d29e8c12d8873ecb7c1a53c95c7330020ada423056d617084628290b81289462642b53479\
+    6c5b20ad0006792ef0440cea";
+
+/// swtpm's answer to it, signed by [`SIGN_KEY_PUB`].
+const SIGN_RSP: &str = "80020000009b00000000000000480018000b00200cc1f95e8543fd163f86ced58961a5\
+    b0e9e93115d5428fa79a9c2c95195ad30000208c7fcaab1555d080a7832ab0bcce131974b36c5dea98ecd654b7\
+    0b7df02d59dd0020b503da747cbfbdf8a758d5a508a0d2856c772508a3a5c983c8aa61f471c501a90100200\
+    3e611c06969fa265c0588b18aacd99e7475c02e776cb08a76009ec82796abc1";
+
+#[test]
+fn test_create_primary_ca_key_parameters_equal_tpm2_createprimary() {
+    let cmd = create_primary(TPM_RH_OWNER, &ca_ecc_p256()).expect("builds");
+    let mut want = unhex("8002 00000000 00000131 40000001 00000009 40000009 0000 00 0000");
+    want.extend(unhex(CREATE_CA_PARAMS));
+    assert_eq!(hex::encode(&cmd), hex::encode(resize(want)));
+}
+
+#[test]
+fn test_sign_parameters_equal_tpm2_sign() {
+    let digest: [u8; 32] = unhex(SIGNED_DIGEST).try_into().expect("32 bytes");
+    let cmd = sign(0x8000_0000, &digest);
+    let mut want = unhex("8002 00000000 0000015d 80000000 00000009 40000009 0000 00 0000");
+    want.extend(unhex(TOOLS_SIGN_PARAMS));
+    assert_eq!(hex::encode(&cmd), hex::encode(resize(want)));
+}
+
+#[test]
+fn test_parse_create_ca_key_and_sign_swtpm_responses() {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+    let created = parse_create_primary(&unhex(CREATE_CA_RSP), &ca_ecc_p256()).expect("parses");
+    assert_eq!(created.handle, 0x8000_0000);
+    assert_eq!(
+        created.public.attributes,
+        crate::tpm_command::templates::CA_ATTRIBUTES
+    );
+    // Not the EK or AK template.
+    assert!(parse_create_primary(&unhex(CREATE_CA_RSP), &ak_ecc_p256()).is_err());
+    let signer = crate::tpm_types::TpmPublic::from_tpm2b(&unhex(SIGN_KEY_PUB)).expect("parses");
+    // Same template but for the label.
+    assert_eq!(signer.bytes[..20], created.public.bytes[..20]);
+    let key = p256::ecdsa::VerifyingKey::from(signer.p256_public_key().expect("P-256"));
+    let sig = parse_sign(&unhex(SIGN_RSP)).expect("parses");
+    key.verify_prehash(&unhex(SIGNED_DIGEST), &sig)
+        .expect("swtpm's signature verifies");
+    let mut other = unhex(SIGNED_DIGEST);
+    other[0] ^= 1;
+    assert!(key.verify_prehash(&other, &sig).is_err());
+}
+
+#[test]
+fn test_parse_sign_truncated_padded_and_garbage_refused() {
+    let full = unhex(SIGN_RSP);
+    for n in 0..full.len() {
+        assert!(parse_sign(&full[..n]).is_err(), "{n}");
+        if n >= 10 {
+            assert!(parse_sign(&resize(full[..n].to_vec())).is_err(), "{n}");
+        }
+    }
+    // A byte after the signature inside parameterSize.
+    let mut long = full.clone();
+    long[13] += 1; // parameterSize 0x48 -> 0x49
+    long.insert(14 + 0x48, 0);
+    assert!(parse_sign(&resize(long)).is_err());
+    // Another scheme or hash.
+    for (at, v) in [(15usize, 0x14u8), (17, 0x0c)] {
+        let mut rsp = full.clone();
+        rsp[at] = v;
+        assert!(parse_sign(&rsp).is_err(), "byte {at}");
+    }
+    // r = 0 (a 1-byte zero) and r = n (not below the order) are not signatures.
+    let sig = |r: &str, s: &str| {
+        let body = format!("0018000b{:04x}{r}{:04x}{s}", r.len() / 2, s.len() / 2);
+        let mut rsp = unhex("8002 00000000 00000000");
+        rsp.extend((body.len() as u32 / 2).to_be_bytes());
+        rsp.extend(unhex(&body));
+        rsp.extend(unhex("0000 01 0000"));
+        resize(rsp)
+    };
+    let n = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+    assert!(parse_sign(&sig("00", "01")).is_err());
+    assert!(parse_sign(&sig(n, "01")).is_err());
+    assert!(parse_sign(&sig(&"01".repeat(33), "01")).is_err());
+    assert!(parse_sign(&sig("", "01")).is_err());
+    // Short (leading zeros dropped) r and s are padded.
+    let short = parse_sign(&sig("01", "02")).expect("short scalars");
+    let (r, s) = short.split_bytes();
+    assert_eq!((r[31], s[31], r[0], s[0]), (1, 2, 0, 0));
+    // A TPM error names the command.
+    let e = parse_sign(&unhex("8001 0000000a 0000098e")).expect_err("rc");
+    assert!(e.to_string().contains("TPM2_Sign"), "{e}");
 }

@@ -10,8 +10,9 @@
 //!   bounded, no trailing bytes.
 //! - [`commands`]: one builder (`fn name(..) -> Vec<u8>`) and one parser (`parse_name`) per
 //!   command: `Startup`, `PCR_Extend`, `PCR_Read`, `CreatePrimary`, `ReadPublic`,
-//!   `FlushContext`, `StartAuthSession`, `PolicySecret`, `ActivateCredential`, `Quote`.
-//! - [`templates`]: the TCG EK Credential Profile's ECC NIST P-256 EK template and our AK template.
+//!   `FlushContext`, `StartAuthSession`, `PolicySecret`, `ActivateCredential`, `Quote`, `Sign`.
+//! - [`templates`]: the TCG EK Credential Profile's ECC NIST P-256 EK template, our AK template
+//!   and the host's zone CA key template.
 //! - [`Tpm`]: the commands sent through a transport, retried on `TPM_RC_RETRY`/`YIELDED`/`TESTING`.
 //!
 //! Everything a TPM answers is hostile input here (the host reading a guest-reachable vTPM's
@@ -220,6 +221,23 @@ impl<T: TpmTransport> Tpm<T> {
     /// hierarchy: the same key every time on the same TPM), loaded.
     pub fn create_ak(&mut self) -> Result<LoadedKey, CommandError> {
         self.create_primary(TPM_RH_ENDORSEMENT, &templates::ak_ecc_p256())
+    }
+
+    /// The host's zone CA key of [`templates::ca_ecc_p256`], loaded: a primary key of the owner
+    /// hierarchy, so the same key every time on the same TPM until the owner hierarchy is
+    /// cleared (nothing is persisted).
+    pub fn create_ca_key(&mut self) -> Result<LoadedKey, CommandError> {
+        self.create_primary(TPM_RH_OWNER, &templates::ca_ecc_p256())
+    }
+
+    /// `TPM2_Sign` of a SHA-256 `digest` by the non-restricted ECDSA key `key` (empty password).
+    pub fn sign(
+        &mut self,
+        key: u32,
+        digest: &Sha256Digest,
+    ) -> Result<p256::ecdsa::Signature, CommandError> {
+        let rsp = self.execute("Sign", &commands::sign(key, digest))?;
+        commands::parse_sign(&rsp)
     }
 
     /// `TPM2_ReadPublic`.

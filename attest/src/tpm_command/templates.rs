@@ -10,6 +10,18 @@
 //!   sensitiveDataOrigin, userWithAuth, restricted, sign (`0x00050072`, the attributes
 //!   `tpm2_createak` gives), no policy, empty unique. Made as a primary key of the endorsement
 //!   hierarchy, so it too is the same key every time it is derived on the same TPM.
+//! - The host's zone CA key: a *non-restricted* signing key (it signs digests of certificates
+//!   the host built, not only TPM-generated structures), ECDSA with SHA-256 on NIST P-256,
+//!   fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, sign (`0x00040072`), no policy,
+//!   `unique.x` the label [`CA_UNIQUE_LABEL`] (so it is not the same key as any other primary
+//!   of the same shape), `unique.y` empty. Made as a primary key of the *owner* hierarchy:
+//!   the TPM derives it from the owner seed (Part 1 §26.2), so the same TPM gives the same key
+//!   every time and nothing has to be persisted (no `EvictControl`, no key blob on disk). The
+//!   key changes when the owner hierarchy is cleared (`TPM2_Clear`), and with it the CA: the
+//!   stored CA certificate is then refused and a new CA must be made. It is what
+//!   `tpm2_createprimary -C o -g sha256 -G ecc256:ecdsa-sha256 -a
+//!   "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign" -u unique.dat` sends, with
+//!   `unique.dat` the marshalled `TPMS_ECC_POINT { x: label, y: empty }`.
 
 use crate::tpm_types::{
     TpmPublic, TPM_ALG_AES, TPM_ALG_CFB, TPM_ALG_ECC, TPM_ALG_ECDSA, TPM_ALG_NULL, TPM_ALG_SHA256,
@@ -20,6 +32,10 @@ use crate::tpm_types::{
 pub const EK_ATTRIBUTES: u32 = 0x0003_00b2;
 /// `TPMA_OBJECT` of the AK template.
 pub const AK_ATTRIBUTES: u32 = 0x0005_0072;
+/// `TPMA_OBJECT` of the zone CA key template.
+pub const CA_ATTRIBUTES: u32 = 0x0004_0072;
+/// `unique.x` of the zone CA key template: the label that makes it our key.
+pub const CA_UNIQUE_LABEL: &[u8] = b"zones-zone-ca-v1";
 /// `PolicySecret(TPM_RH_ENDORSEMENT)`: `H(0^32 || TPM_CC_PolicySecret || Name(TPM_RH_ENDORSEMENT))`,
 /// then extended with an empty policyRef (EK Credential Profile §B.3.3).
 pub const EK_POLICY: [u8; 32] = [
@@ -42,7 +58,14 @@ impl Template {
     }
 }
 
-fn ecc_p256(attributes: u32, policy: &[u8], aes128: bool, ecdsa: bool, unique: usize) -> Template {
+fn ecc_p256(
+    attributes: u32,
+    policy: &[u8],
+    aes128: bool,
+    ecdsa: bool,
+    unique_x: &[u8],
+    unique_y: &[u8],
+) -> Template {
     let mut t = Vec::new();
     t.extend_from_slice(&TPM_ALG_ECC.to_be_bytes());
     t.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
@@ -64,20 +87,24 @@ fn ecc_p256(attributes: u32, policy: &[u8], aes128: bool, ecdsa: bool, unique: u
     t.extend_from_slice(&TPM_ECC_NIST_P256.to_be_bytes());
     t.extend_from_slice(&TPM_ALG_NULL.to_be_bytes()); // kdf
     let fixed = t.len();
-    for _ in 0..2 {
-        crate::tpm_types::put_tpm2b(&mut t, &vec![0; unique]);
-    }
+    crate::tpm_types::put_tpm2b(&mut t, unique_x);
+    crate::tpm_types::put_tpm2b(&mut t, unique_y);
     Template { tpmt: t, fixed }
 }
 
 /// The TCG default ECC NIST P-256 EK template (L-2).
 pub fn ek_ecc_p256() -> Template {
-    ecc_p256(EK_ATTRIBUTES, &EK_POLICY, true, false, 32)
+    ecc_p256(EK_ATTRIBUTES, &EK_POLICY, true, false, &[0; 32], &[0; 32])
 }
 
 /// Our AK template: restricted ECDSA-SHA256 P-256 signing key.
 pub fn ak_ecc_p256() -> Template {
-    ecc_p256(AK_ATTRIBUTES, &[], false, true, 0)
+    ecc_p256(AK_ATTRIBUTES, &[], false, true, &[], &[])
+}
+
+/// The host's zone CA key: non-restricted ECDSA-SHA256 P-256 signing key, labelled.
+pub fn ca_ecc_p256() -> Template {
+    ecc_p256(CA_ATTRIBUTES, &[], false, true, CA_UNIQUE_LABEL, &[])
 }
 
 #[cfg(test)]
@@ -113,6 +140,23 @@ pub(crate) mod tests {
             hex::encode(ak_ecc_p256().tpmt),
             "0023000b00050072000000100018000b0003001000000000"
         );
+    }
+
+    #[test]
+    fn test_ca_template_bytes_equal_tpm2_createprimary() {
+        // The inPublic of `tpm2_createprimary -C o -g sha256 -G ecc256:ecdsa-sha256
+        // -a "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign" -u unique.dat`
+        // (unique.dat = 0010 "zones-zone-ca-v1" 0000), tpm2-tools 5.4, TSS2_LOG=tcti+debug.
+        let want = "0023000b00040072000000100018000b00030010\
+                    00107a6f6e65732d7a6f6e652d63612d76310000";
+        assert_eq!(hex::encode(ca_ecc_p256().tpmt), want);
+        let attrs = crate::tpm_types::object_attributes::FIXED_TPM
+            | crate::tpm_types::object_attributes::FIXED_PARENT
+            | crate::tpm_types::object_attributes::SENSITIVE_DATA_ORIGIN
+            | crate::tpm_types::object_attributes::USER_WITH_AUTH
+            | crate::tpm_types::object_attributes::SIGN;
+        assert_eq!(CA_ATTRIBUTES, attrs);
+        assert_ne!(ca_ecc_p256(), ak_ecc_p256());
     }
 
     #[test]
