@@ -18,9 +18,7 @@ use zone_attest::zone_ca::{ZoneCa, KEY_FILE};
 
 // The host-TPM choice lives next to its only user; declared here so that this change stays
 // inside attest.rs (move the declaration to lib.rs when another verb needs it).
-#[path = "host_tpm.rs"]
-pub mod host_tpm;
-use host_tpm::HostTpmSpec;
+use crate::host_tpm::{self, HostTpmSpec};
 
 use crate::agent_client;
 use crate::boot_facts;

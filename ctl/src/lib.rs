@@ -9,6 +9,7 @@ pub mod attest;
 pub mod boot_facts;
 pub mod cli;
 pub mod exec;
+pub mod host_tpm;
 pub mod image;
 pub mod inspect;
 pub mod interrupt;
