@@ -2,7 +2,8 @@
 //! attest`) is checked by `zonectl verify` against reference values computed without booting
 //! (`zonectl reference`): the good zone is affirmed and an EAR written; a replayed nonce,
 //! another hardware shape, another kernel, another image and a CA the verifier does not trust
-//! are each refused with the check that caught them.
+//! are each refused with the check that caught them. A zone CA whose key lives in a host TPM
+//! (a second swtpm) works the same and keeps no key file.
 
 use zone_tests::{testbed_run, value};
 
@@ -51,6 +52,24 @@ echo "ca-rc=$?"
 echo "ca-named=$(grep -c 'zone-ca-trusted' /tmp/ca.out)"
 cat /tmp/good.out /tmp/replay.out /tmp/kernel.out /tmp/image.out /tmp/ca.out
 
+# A zone CA whose key lives in a host TPM (a second swtpm standing in for it): no key file.
+mkdir -p /tmp/host-tpm
+swtpm socket --tpm2 --server type=unixio,path=/tmp/host-tpm.sock \
+  --ctrl type=unixio,path=/tmp/host-tpm.ctrl --tpmstate dir=/tmp/host-tpm \
+  --flags not-need-init,startup-clear >/dev/null 2>&1 &
+host_tpm=$!
+i=0; while [ ! -S /tmp/host-tpm.sock ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+nonce3=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+zonectl attest web --host-tpm swtpm:unix:/tmp/host-tpm.sock --ca-dir /tmp/tpm-ca \
+  --nonce "$nonce3" -o /tmp/ev-tpm.json >/tmp/tpm-attest.out 2>&1; echo "tpm-attest-rc=$?"
+echo "tpm-ca-files=$(ls /tmp/tpm-ca | tr '\n' ' ')"
+echo "tpm-ca-says=$(grep -c 'in the host TPM' /tmp/tpm-attest.out)"
+zonectl verify /tmp/ev-tpm.json --nonce "$nonce3" --ca /tmp/tpm-ca/zone-ca-cert.pem \
+  --reference /tmp/ref.json >/tmp/tpm-verify.out; echo "tpm-verify-rc=$?"
+zonectl verify /tmp/ev-tpm.json --nonce "$nonce3" --ca $ca --reference /tmp/ref.json >/dev/null
+echo "tpm-vs-file-ca-rc=$?"
+kill $host_tpm
+
 zonectl attest nosuchzone --nonce 00 -o /tmp/x.json 2>/dev/null; echo "unknown-rc=$?"
 zonectl run -d --no-tpm --name plain busybox sleep 1000 >/dev/null
 zonectl attest plain --nonce 00 -o /tmp/x.json 2>/tmp/plain.err; echo "plain-rc=$?"
@@ -78,6 +97,15 @@ echo "left-state=$(ls -A /run/zones | wc -l)"
     assert_eq!(value(&out, "image-named"), "1", "{out:#?}");
     assert_eq!(value(&out, "ca-rc"), "1", "{out:#?}");
     assert_ne!(value(&out, "ca-named"), "0", "{out:#?}");
+    assert_eq!(value(&out, "tpm-attest-rc"), "0", "{out:#?}");
+    assert_eq!(
+        value(&out, "tpm-ca-files").trim(),
+        "zone-ca-cert.pem",
+        "the host-TPM CA keeps no key file\n{out:#?}"
+    );
+    assert_eq!(value(&out, "tpm-ca-says"), "1", "{out:#?}");
+    assert_eq!(value(&out, "tpm-verify-rc"), "0", "{out:#?}");
+    assert_eq!(value(&out, "tpm-vs-file-ca-rc"), "1", "{out:#?}");
     assert_eq!(value(&out, "unknown-rc"), "125", "{out:#?}");
     assert_eq!(value(&out, "plain-rc"), "125", "{out:#?}");
     assert_eq!(value(&out, "plain-says"), "1", "{out:#?}");
