@@ -409,6 +409,12 @@ fn test_bulk_guest_to_host_follows_device_credit() {
             (buf_alloc, fwd_cnt) = (h.buf_alloc, h.fwd_cnt);
         }
     }
+    // Everything is queued; the device may still be forwarding the last chunks to the host.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !drain.is_finished() && Instant::now() < deadline {
+        mux.poll_once(Some(Duration::from_millis(10)))
+            .expect("poll");
+    }
     drop(mux);
     assert_eq!(sent, TOTAL, "guest starved of credit");
     let host = drain.join().expect("drain");

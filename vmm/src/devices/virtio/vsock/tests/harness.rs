@@ -22,9 +22,11 @@ use crate::devices::virtio::interrupt::tests::CountingIrq;
 use crate::devices::virtio::{Activation, VirtioInterrupt};
 
 pub(super) const CID: u64 = 3;
+// One buffer slot per descriptor index: the RX slots (16 MiB + 256 x 64 KiB) end where the TX
+// slots begin, so a buffer the guest posts for receiving never aliases one it sends from.
 pub(super) const RX_BUFS: u64 = 0x100_0000;
-pub(super) const TX_BUFS: u64 = 0x200_0000;
-pub(super) const SLOT: u64 = 0x2_0000;
+pub(super) const SLOT: u64 = 0x1_0000;
+pub(super) const TX_BUFS: u64 = RX_BUFS + QUEUE_SIZE as u64 * SLOT;
 pub(super) const HOST_PORT0: u32 = 1 << 30;
 
 /// Descriptors as (address or offset, length, flags).
