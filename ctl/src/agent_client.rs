@@ -38,6 +38,30 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Calls the agent until it answers other than "not yet", for up to `patience`: a zone that
+/// just started may not have created its container (NOT_FOUND) or started its first process
+/// (UNAVAILABLE) yet.
+pub async fn while_starting<T, F, Fut>(patience: Duration, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + patience;
+    loop {
+        match call().await {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::NotFound | tonic::Code::Unavailable
+                ) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(RETRY).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// Connects to the agent of the zone whose vsock socket is `socket`.
 pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
     // Fail here, with the reason, rather than on the first call.

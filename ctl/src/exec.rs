@@ -3,10 +3,9 @@
 //! streamed back, stdin streamed in (`-i`) and a terminal (`-t`). The process gets the
 //! container's environment, with `-e` on top.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
-use tonic::Code;
 use zone_proto::agent::v1::{ExecProcessRequest, ProcessSpec};
 
 use crate::agent_client;
@@ -18,7 +17,6 @@ use crate::zone_state;
 
 /// How long to wait for a zone that is still booting or starting its command.
 pub const BOOT_PATIENCE: Duration = Duration::from_secs(60);
-const RETRY: Duration = Duration::from_millis(200);
 
 /// Run a command in a running zone (in its container, as the main command runs).
 #[derive(Debug, clap::Args)]
@@ -81,7 +79,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<i32> {
     };
     let runtime = agent_client::runtime()?;
     let end = runtime.block_on(async {
-        let mut client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
+        let client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
             .await
             .with_context(|| {
                 format!(
@@ -89,25 +87,19 @@ pub fn run(args: ExecArgs) -> anyhow::Result<i32> {
                     state.id
                 )
             })?;
-        let deadline = Instant::now() + BOOT_PATIENCE;
-        loop {
+        agent_client::while_starting(BOOT_PATIENCE, || {
+            let mut client = client.clone();
             let request = ExecProcessRequest {
                 container_id: CONTAINER_ID.to_string(),
                 exec_id: exec_id.clone(),
                 process: Some(process.clone()),
             };
-            match client.exec_process(request).await {
-                Ok(_) => break,
-                // The zone is up but its command not started yet.
-                Err(status)
-                    if matches!(status.code(), Code::NotFound | Code::FailedPrecondition)
-                        && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(RETRY).await;
-                }
-                Err(status) => bail!("zone {}: {}", state.id, status.message()),
-            }
-        }
+            async move { client.exec_process(request).await }
+        })
+        .await
+        .map_err(|status| {
+            anyhow::anyhow!("zone {}: {}", state.id, agent_client::describe(&status))
+        })?;
         attach::start_attached(&client, CONTAINER_ID, &exec_id, &attach).await
     })?;
     if !end.error.is_empty() {

@@ -1,11 +1,10 @@
 //! `zonectl kill [-s SIGNAL] ZONE`: signal a running zone's main command, through its agent.
 //! The zone ends when that command does, as with `docker kill`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
-use tonic::Code;
 use zone_proto::agent::v1::SignalProcessRequest;
 
 use crate::agent_client;
@@ -17,7 +16,6 @@ use crate::zone_state;
 
 /// How long to wait for a starting zone to start its command.
 const COMMAND_PATIENCE: Duration = Duration::from_secs(30);
-const RETRY: Duration = Duration::from_millis(200);
 
 /// Send a signal to a running zone's main command.
 #[derive(Debug, clap::Args)]
@@ -52,33 +50,25 @@ pub fn run(args: KillArgs) -> anyhow::Result<()> {
     let zone = ZoneDir::open(&args.zone.state_root, &state.id);
     let runtime = agent_client::runtime()?;
     runtime.block_on(async {
-        let mut client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
+        let client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
             .await
             .with_context(|| format!("cannot reach the agent of zone {}", state.id))?;
-        let deadline = Instant::now() + COMMAND_PATIENCE;
-        loop {
-            let request = SignalProcessRequest {
-                container_id: CONTAINER_ID.to_string(),
-                exec_id: String::new(),
-                signal: args.signal as i32,
-                all: false,
-            };
-            match client.signal_process(request).await {
-                Ok(_) => return Ok(()),
-                // The zone may still be starting its command.
-                Err(status) if is_not_started(&status) && Instant::now() < deadline => {
-                    tokio::time::sleep(RETRY).await;
-                }
-                Err(status) => bail!("zone {}: {}", state.id, status.message()),
-            }
-        }
+        let request = SignalProcessRequest {
+            container_id: CONTAINER_ID.to_string(),
+            exec_id: String::new(),
+            signal: args.signal as i32,
+            all: false,
+        };
+        agent_client::while_starting(COMMAND_PATIENCE, || {
+            let (mut client, request) = (client.clone(), request.clone());
+            async move { client.signal_process(request).await }
+        })
+        .await
+        .map_err(|status| {
+            anyhow::anyhow!("zone {}: {}", state.id, agent_client::describe(&status))
+        })?;
+        Ok(())
     })
-}
-
-fn is_not_started(status: &tonic::Status) -> bool {
-    status.code() == Code::NotFound
-        || (status.code() == Code::FailedPrecondition
-            && status.message().contains("not been started"))
 }
 
 #[cfg(test)]

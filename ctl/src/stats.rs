@@ -1,10 +1,7 @@
 //! `zonectl stats ZONE`: CPU time, memory and process count of a running zone's container,
 //! from its cgroup in the zone (the agent's ContainerStats).
 
-use std::time::{Duration, Instant};
-
 use anyhow::{bail, Context};
-use tonic::Code;
 use zone_proto::agent::v1::ContainerStatsRequest;
 
 use crate::agent_client;
@@ -13,8 +10,6 @@ use crate::exec::BOOT_PATIENCE;
 use crate::run::CONTAINER_ID;
 use crate::zone_dir::ZoneDir;
 use crate::zone_state;
-
-const RETRY: Duration = Duration::from_millis(200);
 
 /// Show a running zone's container resource use.
 #[derive(Debug, clap::Args)]
@@ -34,25 +29,19 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     let zone = ZoneDir::open(&args.zone.state_root, &state.id);
     let runtime = agent_client::runtime()?;
     let stats = runtime.block_on(async {
-        let mut client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
+        let client = agent_client::connect_retrying(&zone.vsock_socket(), BOOT_PATIENCE)
             .await
             .with_context(|| format!("cannot reach the agent of zone {}", state.id))?;
-        // A zone that just started may not have created its container yet.
-        let deadline = Instant::now() + BOOT_PATIENCE;
-        loop {
-            let request = ContainerStatsRequest {
-                container_id: CONTAINER_ID.to_string(),
-            };
-            match client.container_stats(request).await {
-                Ok(stats) => return Ok(stats.into_inner()),
-                Err(status) if status.code() == Code::NotFound && Instant::now() < deadline => {
-                    tokio::time::sleep(RETRY).await;
-                }
-                Err(status) => {
-                    bail!("zone {}: {}", state.id, agent_client::describe(&status))
-                }
-            }
-        }
+        let request = ContainerStatsRequest {
+            container_id: CONTAINER_ID.to_string(),
+        };
+        agent_client::while_starting(BOOT_PATIENCE, || {
+            let (mut client, request) = (client.clone(), request.clone());
+            async move { client.container_stats(request).await }
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|status| anyhow::anyhow!("zone {}: {}", state.id, agent_client::describe(&status)))
     })?;
     if args.json {
         let json = serde_json::json!({

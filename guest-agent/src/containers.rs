@@ -112,9 +112,14 @@ impl Containers {
         let process = wire_spec::process_config(spec)?;
         let entry = self.entry(container_id)?;
         let main = self.process(container_id, MAIN_EXEC_ID)?;
-        if main.pid().is_none() {
+        if main.exit().is_some() {
             return Err(RequestError::FailedPrecondition(format!(
-                "container {container_id:?} is not running"
+                "container {container_id:?} has exited"
+            )));
+        }
+        if main.pid().is_none() {
+            return Err(RequestError::Unavailable(format!(
+                "container {container_id:?} has not started yet"
             )));
         }
         let plan = plan(&lock(&entry.isolation), &process, spec.stdin)?;

@@ -232,7 +232,7 @@ impl Process {
                     RequestError::Internal(format!("signalling {} (pid {pid}): {e}", self.name))
                 })
             }
-            State::Created { .. } => Err(RequestError::FailedPrecondition(format!(
+            State::Created { .. } => Err(RequestError::Unavailable(format!(
                 "{} has not been started",
                 self.name
             ))),

@@ -11,6 +11,10 @@ pub enum RequestError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Not yet: the state the request needs is still coming (a process not started yet).
+    /// Callers may retry.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }

@@ -56,6 +56,7 @@ impl From<RequestError> for Status {
             RequestError::NotFound(m) => Status::not_found(m),
             RequestError::AlreadyExists(m) => Status::already_exists(m),
             RequestError::FailedPrecondition(m) => Status::failed_precondition(m),
+            RequestError::Unavailable(m) => Status::unavailable(m),
             RequestError::Internal(m) => Status::internal(m),
         }
     }

@@ -234,7 +234,20 @@ async fn test_exec_list_signal_and_remove() {
         })
         .await
         .unwrap_err();
-    assert_eq!(early.code(), Code::FailedPrecondition, "{early}");
+    assert_eq!(
+        early.code(),
+        Code::Unavailable,
+        "not started yet: retry\n{early}"
+    );
+    let early_signal = client
+        .signal_process(SignalProcessRequest {
+            container_id: "svc".into(),
+            signal: 15,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(early_signal.code(), Code::Unavailable, "{early_signal}");
     let main_pid = start(&mut client, "svc", "").await.unwrap();
 
     client
@@ -282,6 +295,19 @@ async fn test_exec_list_signal_and_remove() {
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
+    let late = client
+        .exec_process(ExecProcessRequest {
+            container_id: "svc".into(),
+            exec_id: "e2".into(),
+            process: Some(process(&["true"])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        late.code(),
+        Code::FailedPrecondition,
+        "exited: no retry\n{late}"
+    );
 
     client
         .remove_container(RemoveContainerRequest {
