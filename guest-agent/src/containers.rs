@@ -13,9 +13,7 @@ use nix::unistd::Pid;
 use zone_proto::agent::v1::{CreateContainerRequest, ProcessSpec};
 
 use crate::container::zone_userland::zone_command;
-use crate::container::{
-    CgroupStats, ConfigError, Container, ContainerError, ContainerId, ProcessConfig,
-};
+use crate::container::{CgroupStats, Container, ContainerError, ContainerId, ProcessConfig};
 use crate::process::{Process, ProcessPlan};
 use crate::reaper::Reaper;
 use crate::request_error::{report, RequestError};
@@ -253,8 +251,7 @@ fn plan(
 fn container_error(error: ContainerError) -> RequestError {
     let message = report(&error);
     match error {
-        ContainerError::Config(ConfigError::Unsupported(_))
-        | ContainerError::Config(_)
+        ContainerError::Config(_)
         | ContainerError::User(_)
         | ContainerError::Capability(_)
         | ContainerError::CwdNotDirectory(_)

@@ -199,14 +199,14 @@ impl Process {
     /// Waits until the process has exited.
     pub async fn wait(&self) -> ProcessExit {
         let mut exited = self.exited.subscribe();
-        loop {
-            if let Some(exit) = exited.borrow_and_update().clone() {
-                return exit;
-            }
-            // The sender lives as long as `self`.
-            if exited.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+        let exit = match exited.wait_for(Option::is_some).await {
+            Ok(exit) => exit.clone(),
+            Err(_) => None,
+        };
+        // The sender lives as long as `self`, so the wait ends only with an exit.
+        match exit {
+            Some(exit) => exit,
+            None => std::future::pending().await,
         }
     }
 
