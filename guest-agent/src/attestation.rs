@@ -98,3 +98,23 @@ impl ZoneTpm {
         .map_err(|e| RequestError::Internal(format!("TPM worker: {e}")))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // These are refused before the TPM is opened, so they need none.
+    #[tokio::test]
+    async fn test_quote_bad_nonce_and_pcrs_refused_by_name() {
+        let tpm = ZoneTpm::new();
+        for (nonce, pcrs, named) in [
+            (vec![0u8; 65], vec![0], "65 bytes"),
+            (vec![1u8; 32], vec![], "no PCRs"),
+            (vec![1u8; 32], vec![0, 24], "PCR 24"),
+        ] {
+            let err = tpm.quote(nonce, pcrs).await.unwrap_err();
+            assert!(matches!(err, RequestError::InvalidArgument(_)), "{err:?}");
+            assert!(err.to_string().contains(named), "{err}");
+        }
+    }
+}
