@@ -14,6 +14,7 @@ use zone_proto::agent::v1::{CreateContainerRequest, ProcessSpec};
 
 use crate::container::zone_userland::zone_command;
 use crate::container::{CgroupStats, Container, ContainerError, ContainerId, ProcessConfig};
+use crate::oom::OomWatch;
 use crate::process::{Process, ProcessPlan};
 use crate::reaper::Reaper;
 use crate::request_error::{report, RequestError};
@@ -41,14 +42,25 @@ struct Entry {
 pub struct Containers {
     reaper: Arc<Reaper>,
     containers: Mutex<HashMap<String, Arc<Entry>>>,
+    /// `None` when inotify is unavailable: the zone then reports no OOM kills.
+    oom: Option<Arc<OomWatch>>,
 }
 
 impl Containers {
     pub fn new(reaper: Arc<Reaper>) -> Self {
+        let oom = OomWatch::start()
+            .inspect_err(|e| tracing::warn!(error = %e, "no OOM events: cannot watch cgroups"))
+            .ok();
         Self {
             reaper,
             containers: Mutex::new(HashMap::new()),
+            oom,
         }
+    }
+
+    /// The ids of containers with an OOM kill from now on; `None` without OOM events.
+    pub fn oom_events(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.oom.as_ref().map(|oom| oom.subscribe())
     }
 
     /// Creates a container and its first process, not started.
@@ -82,6 +94,12 @@ impl Containers {
         };
         // A bad process (unknown user, missing directory) must not leave the container made.
         let plan = plan(&isolation, &process, spec.stdin)?;
+        if let (Isolation::Container(container), Some(oom)) = (&isolation, &self.oom) {
+            // Without a memory controller there is no memory.events and nothing to report.
+            if let Err(e) = oom.watch(id, container.cgroup_dir()) {
+                tracing::warn!(container = %id, error = %e, "not watching for OOM kills");
+            }
+        }
         let main = Arc::new(Process::new(format!("{id}/main"), plan));
         let entry = Entry {
             isolation: Mutex::new(isolation),
@@ -204,6 +222,9 @@ impl Containers {
         let processes: Vec<Arc<Process>> = lock(&entry.processes).values().cloned().collect();
         for process in processes.iter().filter(|p| p.pid().is_some()) {
             process.wait().await;
+        }
+        if let Some(oom) = &self.oom {
+            oom.unwatch(container_id);
         }
         if let Isolation::Container(container) = &mut *lock(&entry.isolation) {
             container.destroy().map_err(container_error)?;

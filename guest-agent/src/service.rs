@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use zone_attest::activation::CredentialChallenge;
@@ -15,12 +15,12 @@ use zone_proto::agent::v1::{
     ActivateCredentialRequest, ActivateCredentialResponse, AgentReady, CloseStdinRequest,
     CloseStdinResponse, ContainerStatsRequest, ContainerStatsResponse, CreateContainerRequest,
     CreateContainerResponse, ExecProcessRequest, ExecProcessResponse, InfoRequest,
-    ListProcessesRequest, ListProcessesResponse, OutputChunk, OutputStream, QuoteRequest,
-    QuoteResponse, ReadOutputRequest, RemoveContainerRequest, RemoveContainerResponse,
-    ResizePtyRequest, ResizePtyResponse, ShutdownRequest, ShutdownResponse, SignalProcessRequest,
-    SignalProcessResponse, StartProcessRequest, StartProcessResponse, TpmKeysRequest,
-    TpmKeysResponse, WaitProcessRequest, WaitProcessResponse, WriteStdinRequest,
-    WriteStdinResponse,
+    ListProcessesRequest, ListProcessesResponse, OomEvent, OomEventsRequest, OutputChunk,
+    OutputStream, QuoteRequest, QuoteResponse, ReadOutputRequest, RemoveContainerRequest,
+    RemoveContainerResponse, ResizePtyRequest, ResizePtyResponse, ShutdownRequest,
+    ShutdownResponse, SignalProcessRequest, SignalProcessResponse, StartProcessRequest,
+    StartProcessResponse, TpmKeysRequest, TpmKeysResponse, WaitProcessRequest, WaitProcessResponse,
+    WriteStdinRequest, WriteStdinResponse,
 };
 
 use crate::attestation::ZoneTpm;
@@ -229,6 +229,20 @@ impl Agent for AgentService {
         Ok(Response::new(ResizePtyResponse {}))
     }
 
+    type OomEventsStream = Pin<Box<dyn Stream<Item = Result<OomEvent, Status>> + Send>>;
+
+    async fn oom_events(
+        &self,
+        _request: Request<OomEventsRequest>,
+    ) -> Result<Response<Self::OomEventsStream>, Status> {
+        let receiver = self.containers.oom_events().ok_or_else(|| {
+            Status::unavailable("this zone cannot watch its cgroups for OOM kills")
+        })?;
+        // A subscriber that fell behind misses the oldest events, not the stream.
+        let events = BroadcastStream::new(receiver).filter_map(|id| id.ok().map(oom_event));
+        Ok(Response::new(Box::pin(events)))
+    }
+
     async fn list_processes(
         &self,
         request: Request<ListProcessesRequest>,
@@ -333,6 +347,12 @@ impl Agent for AgentService {
 }
 
 // tonic fixes the stream's item type; its Status is large by design.
+#[allow(clippy::result_large_err)]
+fn oom_event(container_id: String) -> Result<OomEvent, Status> {
+    Ok(OomEvent { container_id })
+}
+
+// As above.
 #[allow(clippy::result_large_err)]
 fn output_chunk(data: Vec<u8>) -> Result<OutputChunk, Status> {
     Ok(OutputChunk { data })

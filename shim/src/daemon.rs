@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::args::Flags;
+use crate::bootstrap;
 use crate::events::Events;
 use crate::process::Exit;
 use crate::service::ZoneTasks;
@@ -73,11 +74,29 @@ fn write_address(bundle: &Path, address: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}/address", bundle.display()))
 }
 
-/// `start`: returns the address to print.
-pub fn start(flags: &Flags) -> anyhow::Result<String> {
-    // The runtime options (a protobuf Any) come on stdin; the first Create has them too.
-    let mut options = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut options);
+/// `start`: returns what to print (see [`crate::bootstrap`]).
+pub fn start(flags: &Flags) -> anyhow::Result<Vec<u8>> {
+    // Stdin holds the runtime options (the first Create has them too) or, from containerd
+    // 2.3 on, bootstrap parameters.
+    let mut stdin = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let bootstrap = bootstrap::params_from_stdin(&stdin, &flags.id, &flags.namespace);
+    let mut flags = flags.clone();
+    let mut ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+    if let Some(params) = &bootstrap {
+        if !params.containerd_grpc_address.is_empty() {
+            flags.address = params.containerd_grpc_address.clone();
+        }
+        if !params.containerd_ttrpc_address.is_empty() {
+            ttrpc_address = params.containerd_ttrpc_address.clone();
+        }
+    }
+    let address = start_daemon(&flags, &ttrpc_address)?;
+    Ok(bootstrap::start_reply(&address, bootstrap.is_some()))
+}
+
+/// Finds the pod's running daemon or spawns it; returns its address.
+fn start_daemon(flags: &Flags, ttrpc_address: &str) -> anyhow::Result<String> {
     let bundle = bundle_dir(flags)?;
     let group = group_of(&bundle, &flags.id);
     let address = socket_address(flags, &group);
@@ -100,6 +119,7 @@ pub fn start(flags: &Flags) -> anyhow::Result<String> {
         ])
         .args(["-socket", &address])
         .current_dir(&bundle)
+        .env("TTRPC_ADDRESS", ttrpc_address)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

@@ -2,9 +2,11 @@
 //! A pod is one zone; see `daemon` for the process model and `service` for the task API.
 
 mod args;
+mod bootstrap;
 mod daemon;
 mod events;
 mod logging;
+mod oom;
 mod process;
 mod rootfs;
 mod service;
@@ -33,7 +35,9 @@ fn main() {
             Ok(())
         }
         // containerd reads stdout (and stderr) as the answer: only the address.
-        Action::Start => daemon::start(&flags).map(|address| print!("{address}")),
+        Action::Start => daemon::start(&flags).map(|reply| {
+            let _ = std::io::stdout().write_all(&reply);
+        }),
         Action::Delete => daemon::delete(&flags).map(|bytes| {
             let _ = std::io::stdout().write_all(&bytes);
         }),

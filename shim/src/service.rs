@@ -268,6 +268,7 @@ impl ZoneTasks {
             },
         };
         let zone = Zone::boot(&settings, &self.zone_id, size, rootfs_dir).await?;
+        crate::oom::forward(zone.client(), self.events.clone());
         state.zone = Some(zone);
         Ok(crate::zone::device_name(0))
     }

@@ -257,6 +257,11 @@ impl Container {
         Ok(self.cgroup.pids()?)
     }
 
+    /// The container's cgroup directory.
+    pub fn cgroup_dir(&self) -> &Path {
+        self.cgroup.path()
+    }
+
     pub fn stats(&self) -> Result<CgroupStats, ContainerError> {
         self.live()?;
         Ok(self.cgroup.stats()?)
