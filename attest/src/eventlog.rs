@@ -434,7 +434,7 @@ mod tests {
             digest: sha256(b"kernel bytes"),
             data: b"zone-kernel".to_vec(),
         });
-        log.push(Event::of_data(18, EV_IPL, b"zone-id=z1".to_vec()));
+        log.push(Event::of_data(15, EV_IPL, b"zone-id=z1".to_vec()));
         log
     }
 
@@ -478,7 +478,7 @@ mod tests {
         assert_eq!(pcrs[0], pcr0);
         assert_eq!(pcrs[1], extend(&zero, &sha256(b"vcpus=1\n")));
         assert_eq!(pcrs[4], extend(&zero, &sha256(b"kernel bytes")));
-        assert_eq!(pcrs[18], extend(&[0xff; 32], &sha256(b"zone-id=z1")));
+        assert_eq!(pcrs[15], extend(&zero, &sha256(b"zone-id=z1")));
         assert_eq!(pcrs[2], zero);
         assert_eq!(pcrs[17], [0xff; 32]);
         // A well-known value: SHA-256 extend of 32 zero bytes into a zero PCR.

@@ -7,7 +7,7 @@
 //!   "format": "zones-evidence/v1",
 //!   "nonce": "<b64: the verifier's nonce, also TPM2_Quote's qualifyingData>",
 //!   "quote": { "attest": "<b64 TPMS_ATTEST>", "signature": "<b64 TPMT_SIGNATURE>" },
-//!   "pcrs": { "sha256": { "0": "<64 hex>", "1": "...", "18": "..." } },
+//!   "pcrs": { "sha256": { "0": "<64 hex>", "1": "...", "15": "..." } },
 //!   "event_log": "<b64 TCG crypto-agile event log>",
 //!   "ak_public": "<b64 TPM2B_PUBLIC>",
 //!   "ek_cert": "<b64 DER>", "ak_cert": "<b64 DER>", "zone_ca_cert": "<b64 DER>",

@@ -11,7 +11,7 @@
 //! | 11 | 4 | `EV_IPL` | the kernel image file, as given to the VMM | `"zone-kernel"` |
 //! | 12 | 8 | `EV_IPL` | the data | the kernel command line, raw bytes, no NUL |
 //! | 13 | 9 | `EV_EVENT_TAG` | the initrd file | `TCG_PCClientTaggedEvent{0x8F3B22EC, 13, "Linux initrd\0"}` |
-//! | 14-16 | 18 | `EV_IPL` | the data | `"zone-id=…"`, `"image-manifest-digest=…"`, `"oci-config-digest=…"` |
+//! | 14-16 | 15 | `EV_IPL` | the data | `"zone-id=…"`, `"image-manifest-digest=…"`, `"oci-config-digest=…"` |
 //!
 //! Notes on the choices:
 //! - PCR 0-7 follow the PC Client shape: the platform (VMM) measures itself and its
@@ -21,12 +21,10 @@
 //!   the terminating NUL), not UTF-16 as the Linux EFI stub's `LoadOptions` event in PCR 9.
 //! - The initrd event is the one the Linux EFI stub writes (tag `0x8F3B22EC`, "Linux initrd"),
 //!   so tools that know it recognise it. A zone without an initrd has no PCR 9 event.
-//! - Zone claims go into PCR 18, extended at locality [`CLAIMS_LOCALITY`]. The guest only
-//!   reaches locality 0, and PCR 18 cannot be extended from locality 0, so its value is exactly
-//!   the VMM's three claim events. The three events are always there, with an empty value
-//!   for an absent claim (a bare zone has no image), so the PCR always says which claims the
-//!   zone was started with. PCR 18 starts from all ones after `TPM2_Startup`
-//!   ([`crate::eventlog::initial_pcrs`]).
+//! - Zone claims go into PCR 15 ([`PCR_ZONE_CLAIMS`], whose docs say why that PCR and why the
+//!   guest's access to it does no harm), extended at locality 0 like every other event. The
+//!   three events are always there, with an empty value for an absent claim (a bare zone has
+//!   no image), so the PCR always says which claims the zone was started with.
 //! - Every event whose data is short carries its digest's preimage as data, so a verifier can
 //!   check data against digest; the kernel and initrd are only named, their digests are
 //!   compared with reference values.
@@ -47,12 +45,21 @@ pub const PCR_CMDLINE: u32 = 8;
 /// PCR of the initrd.
 pub const PCR_INITRD: u32 = 9;
 /// PCR of the zone claims (zone id, image manifest digest, OCI config digest).
-pub const PCR_ZONE_CLAIMS: u32 = 18;
-/// Locality every PCR other than [`PCR_ZONE_CLAIMS`] is extended at (and the guest's).
-pub const DEFAULT_LOCALITY: u8 = 0;
-/// Locality the zone claims are extended at: PCR 18 accepts extends from localities 2-4 only
-/// (PC Client PTP; swtpm/libtpms agree), and 4 is the H-CRTM's.
-pub const CLAIMS_LOCALITY: u8 = 3;
+///
+/// Why 15: PCRs 0-15 start at zero after `TPM2_Startup`, so tools that replay an event log
+/// from zero (`tpm2_eventlog`, Keylime, go-attestation) compute the value the TPM quotes. The
+/// DRTM PCRs 17-22, which the guest could not extend from locality 0, start at all ones
+/// instead, and those tools get them wrong. systemd uses PCR 15 for the system's identity
+/// (machine-id), which is what these claims are for a zone.
+///
+/// Why the guest being able to extend it does no harm: the guest runs at locality 0 and can
+/// extend PCR 15, but extension is one-way and the VMM extends the claims before the first
+/// vCPU runs, so the guest can only append to the VMM's events, never replace or remove them.
+/// The verifier requires PCR 15's part of the log to be exactly the plan's claim events
+/// ([`crate::verify::Check::ZoneClaims`]) and the log to replay to the quoted value
+/// ([`crate::verify::Check::EventLog`]), so an appended extend, logged or not, fails
+/// verification: a guest can deny its own attestation, not forge claims.
+pub const PCR_ZONE_CLAIMS: u32 = 15;
 /// Tag of the Linux EFI stub's initrd event (`INITRD_EVENT_TAG_ID`).
 pub const INITRD_EVENT_TAG: u32 = 0x8F3B_22EC;
 /// Tagged-event data of the initrd event, NUL included, as the EFI stub writes it.
@@ -62,7 +69,7 @@ pub const KERNEL_EVENT_DATA: &[u8] = b"zone-kernel";
 /// Keys of the claim events, in the order they are extended.
 pub const CLAIM_KEYS: [&str; 3] = ["zone-id", "image-manifest-digest", "oci-config-digest"];
 
-/// Facts about the zone the VMM asserts in PCR 18. Empty strings for absent claims.
+/// Facts about the zone the VMM asserts in PCR 15. Empty strings for absent claims.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ZoneClaims {
     pub zone_id: String,
@@ -162,82 +169,56 @@ pub struct BootInputs<'a> {
     pub claims: &'a ZoneClaims,
 }
 
-/// One measurement: the event to log, extended at `locality`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Measurement {
-    pub locality: u8,
-    pub event: Event,
-}
-
-impl Measurement {
-    fn at0(event: Event) -> Self {
-        Self {
-            locality: DEFAULT_LOCALITY,
-            event,
-        }
-    }
-}
-
-/// The ordered measurements for a boot (see the module docs for the layout).
-pub fn plan(inputs: &BootInputs<'_>) -> Vec<Measurement> {
+/// The ordered measurements for a boot (see the module docs for the layout): the events to
+/// extend and log, in order, all at locality 0.
+pub fn plan(inputs: &BootInputs<'_>) -> Vec<Event> {
     let mut out = vec![
-        Measurement::at0(Event::of_data(
+        Event::of_data(
             PCR_CRTM,
             EV_S_CRTM_VERSION,
             inputs.vmm_version.as_bytes().to_vec(),
-        )),
-        Measurement::at0(Event::of_data(
+        ),
+        Event::of_data(
             PCR_PLATFORM_CONFIG,
             EV_PLATFORM_CONFIG_FLAGS,
             inputs.zone_config.to_vec(),
-        )),
+        ),
     ];
     for pcr in 0..=7 {
-        out.push(Measurement::at0(Event::of_data(
-            pcr,
-            EV_SEPARATOR,
-            vec![0; 4],
-        )));
+        out.push(Event::of_data(pcr, EV_SEPARATOR, vec![0; 4]));
     }
-    out.push(Measurement::at0(Event {
+    out.push(Event {
         pcr: PCR_KERNEL,
         event_type: EV_IPL,
         digest: sha256(inputs.kernel),
         data: KERNEL_EVENT_DATA.to_vec(),
-    }));
-    out.push(Measurement::at0(Event::of_data(
-        PCR_CMDLINE,
-        EV_IPL,
-        inputs.cmdline.to_vec(),
-    )));
+    });
+    out.push(Event::of_data(PCR_CMDLINE, EV_IPL, inputs.cmdline.to_vec()));
     if let Some(initrd) = inputs.initrd {
         let mut data = INITRD_EVENT_TAG.to_le_bytes().to_vec();
         data.extend((INITRD_EVENT_DATA.len() as u32).to_le_bytes());
         data.extend(INITRD_EVENT_DATA);
-        out.push(Measurement::at0(Event {
+        out.push(Event {
             pcr: PCR_INITRD,
             event_type: EV_EVENT_TAG,
             digest: sha256(initrd),
             data,
-        }));
+        });
     }
     for (key, value) in inputs.claims.pairs() {
-        out.push(Measurement {
-            locality: CLAIMS_LOCALITY,
-            event: Event::of_data(
-                PCR_ZONE_CLAIMS,
-                EV_IPL,
-                format!("{key}={value}").into_bytes(),
-            ),
-        });
+        out.push(Event::of_data(
+            PCR_ZONE_CLAIMS,
+            EV_IPL,
+            format!("{key}={value}").into_bytes(),
+        ));
     }
     out
 }
 
 /// The event log of a plan.
-pub fn event_log(plan: &[Measurement]) -> EventLog {
+pub fn event_log(plan: &[Event]) -> EventLog {
     EventLog {
-        events: plan.iter().map(|m| m.event.clone()).collect(),
+        events: plan.to_vec(),
     }
 }
 
@@ -271,33 +252,30 @@ mod tests {
     }
 
     #[test]
-    fn test_plan_layout_pcrs_types_and_localities() {
+    fn test_plan_layout_pcrs_and_types() {
         let c = claims();
         let p = plan(&inputs(&c, Some(b"initrd")));
-        let shape: Vec<(u32, u32, u8)> = p
-            .iter()
-            .map(|m| (m.event.pcr, m.event.event_type, m.locality))
-            .collect();
-        let mut want = vec![(0, EV_S_CRTM_VERSION, 0), (1, EV_PLATFORM_CONFIG_FLAGS, 0)];
-        want.extend((0..=7).map(|pcr| (pcr, EV_SEPARATOR, 0)));
+        let shape: Vec<(u32, u32)> = p.iter().map(|e| (e.pcr, e.event_type)).collect();
+        let mut want = vec![(0, EV_S_CRTM_VERSION), (1, EV_PLATFORM_CONFIG_FLAGS)];
+        want.extend((0..=7).map(|pcr| (pcr, EV_SEPARATOR)));
         want.extend([
-            (4, EV_IPL, 0),
-            (8, EV_IPL, 0),
-            (9, EV_EVENT_TAG, 0),
-            (18, EV_IPL, 3),
-            (18, EV_IPL, 3),
-            (18, EV_IPL, 3),
+            (4, EV_IPL),
+            (8, EV_IPL),
+            (9, EV_EVENT_TAG),
+            (15, EV_IPL),
+            (15, EV_IPL),
+            (15, EV_IPL),
         ]);
         assert_eq!(shape, want);
-        assert_eq!(p[10].event.digest, sha256(b"kernel"));
-        assert_eq!(p[11].event.data, b"console=ttyS0");
-        assert_eq!(p[12].event.digest, sha256(b"initrd"));
+        assert_eq!(p[10].digest, sha256(b"kernel"));
+        assert_eq!(p[11].data, b"console=ttyS0");
+        assert_eq!(p[12].digest, sha256(b"initrd"));
         assert_eq!(
-            p[12].event.data,
+            p[12].data,
             b"\xec\x22\x3b\x8f\x0d\x00\x00\x00Linux initrd\x00"
         );
-        assert_eq!(p[13].event.data, b"zone-id=z1");
-        assert_eq!(p[15].event.data, b"oci-config-digest=sha256:bb");
+        assert_eq!(p[13].data, b"zone-id=z1");
+        assert_eq!(p[15].data, b"oci-config-digest=sha256:bb");
     }
 
     #[test]
@@ -311,14 +289,16 @@ mod tests {
             ..c.clone()
         };
         let b = reference_pcrs(&inputs(&other, None));
-        assert_ne!(a[18], b[18]);
-        assert_eq!(a[..18], b[..18]);
+        assert_ne!(a[15], b[15]);
+        assert_eq!(a[..15], b[..15]);
+        assert_eq!(a[16..], b[16..]);
         let bare = reference_pcrs(&inputs(&ZoneClaims::default(), None));
-        let mut want = [0xff; 32];
+        // PCR 15 starts at zero, as tools that replay from zero assume.
+        let mut want = [0; 32];
         for d in ["zone-id=", "image-manifest-digest=", "oci-config-digest="] {
             want = extend(&want, &sha256(d.as_bytes()));
         }
-        assert_eq!(bare[18], want);
+        assert_eq!(bare[15], want);
     }
 
     #[test]

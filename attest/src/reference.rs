@@ -11,10 +11,10 @@
 //! }
 //! ```
 //!
-//! `pcrs` are final values of PCRs 0-9 (every PCR the plan extends but 18, which holds the
+//! `pcrs` are final values of PCRs 0-9 (every PCR the plan extends but 15, which holds the
 //! zone id); `components` are the digests of the
 //! named log events, so a mismatch can say *what* differs (another kernel, an edited command
-//! line); `claims` are the values the VMM asserts in PCR 18. The zone id (also in PCR 18) is
+//! line); `claims` are the values the VMM asserts in PCR 15. The zone id (also in PCR 15) is
 //! not a reference value: the verifier compares it with the zone its certificates name.
 
 use std::collections::BTreeMap;
@@ -70,7 +70,7 @@ pub fn component_of(event: &Event) -> Option<String> {
     Some(name)
 }
 
-/// A PCR 18 claim event's `(key, value)`.
+/// A PCR 15 claim event's `(key, value)`.
 pub fn claim_of(event: &Event) -> Option<(String, String)> {
     if event.pcr != PCR_ZONE_CLAIMS || event.event_type != EV_IPL {
         return None;

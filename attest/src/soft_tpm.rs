@@ -10,8 +10,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use rand_core::OsRng;
 
 use crate::activation::{activate_credential_p256, ActivationError, CredentialChallenge};
-use crate::eventlog::{extend, initial_pcrs, EventLog, PcrBank as FullBank, Sha256Digest};
-use crate::measurements::Measurement;
+use crate::eventlog::{extend, initial_pcrs, Event, EventLog, PcrBank as FullBank, Sha256Digest};
 use crate::quote::{pcr_digest, PcrBank};
 use crate::tpm_types::{
     ClockInfo, PcrSelection, PublicKey, QuoteAttest, SymDef, TpmPublic, TpmSignature, TPM_ALG_AES,
@@ -129,11 +128,11 @@ impl SoftTpm {
         }
     }
 
-    /// Extends and logs `plan` as the VMM does (localities are not modelled).
-    pub fn measure(&mut self, plan: &[Measurement]) {
-        for m in plan {
-            self.extend(m.event.pcr, &m.event.digest);
-            self.log.push(m.event.clone());
+    /// Extends and logs `plan` as the VMM does.
+    pub fn measure(&mut self, plan: &[Event]) {
+        for e in plan {
+            self.extend(e.pcr, &e.digest);
+            self.log.push(e.clone());
         }
     }
 

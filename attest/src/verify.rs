@@ -28,8 +28,9 @@ use crate::reference::{claim_of, component_of, ReferenceValues};
 use crate::tpm_types::{QuoteAttest, TpmPublic, TpmSignature};
 
 /// PCRs every quote must cover: every PCR the measurement plan extends (0-7 with their
-/// separators, 8, 9) and the zone claims (18), so that every event of the log is bound.
-pub const REQUIRED_PCRS: [u32; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 18];
+/// separators, 8, 9) and the zone claims ([`PCR_ZONE_CLAIMS`], 15), so that every event of the
+/// log is bound.
+pub const REQUIRED_PCRS: [u32; 11] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, PCR_ZONE_CLAIMS];
 /// How long a [`Verifier`] nonce stays redeemable.
 pub const NONCE_TTL: Duration = Duration::from_secs(300);
 /// Most nonces a [`Verifier`] keeps outstanding; the oldest is dropped beyond that.
@@ -62,7 +63,8 @@ pub enum Check {
     PcrDigest,
     /// The event log parses and its replay equals every quoted PCR.
     EventLog,
-    /// Zone claims in PCR 18: exactly the plan's claim events, zone id = the certified zone.
+    /// Zone claims in PCR 15: exactly the plan's claim events (so nothing the guest appended),
+    /// zone id = the certified zone.
     ZoneClaims,
     /// Measured components and PCRs equal the reference values.
     Reference,
@@ -102,7 +104,7 @@ pub struct Verified {
     pub pcrs: BTreeMap<u32, String>,
     /// Measured component digests by name (`sha256:<hex>`).
     pub components: BTreeMap<String, String>,
-    /// PCR 18 claims by key.
+    /// PCR 15 claims by key.
     pub claims: BTreeMap<String, String>,
     pub manifest: ZoneManifest,
     /// The TPM's reset count at the quote (a verifier keeping history can check it only grows).
@@ -501,7 +503,7 @@ fn check_claims(report: &mut Report, log: &EventLog, zone_id: &str) {
         report.fail(
             Check::ZoneClaims,
             format!(
-                "PCR 18 holds {} events, not exactly the claims {CLAIM_KEYS:?}",
+                "PCR {PCR_ZONE_CLAIMS} holds {} events, not exactly the claims {CLAIM_KEYS:?}",
                 events.len()
             ),
         );

@@ -1,5 +1,5 @@
 //! `TpmAttester` (our own TPM commands, no tpm2-tools) against a real swtpm: the boot plan is
-//! extended with `tpm_command` at each measurement's locality as the VMM does, the EK is read as
+//! extended with `tpm_command` as the VMM does, the EK is read as
 //! the VMM reads it (`zone-vmm --tpm-ek-public`), the zone CA certifies that EK and activates
 //! the attester's AK, the attester quotes the verifier's nonce and the verifier accepts it; a
 //! replayed nonce is refused; tpm2-tools agree on the EK and the quote; nothing is left loaded.
@@ -59,17 +59,15 @@ fn manifest() -> ZoneManifest {
 
 /// What the VMM does before the first vCPU (`vtpm::measure_boot` then
 /// `vtpm::endorsement_key`), with the same `tpm_command` code over the swtpm's sockets: extend
-/// the plan at each measurement's locality, back to locality 0, derive the EK and flush it.
+/// the plan, derive the EK and flush it.
 fn vmm_side(tpm: &Swtpm) -> (Vec<u8>, TpmPublic) {
     let c = claims();
     let plan = measurements::plan(&inputs(&c));
     let mut t = Tpm::new(tpm.transport());
-    for m in &plan {
-        tpm.set_locality(m.locality);
-        t.pcr_extend(m.event.pcr, &m.event.digest)
-            .unwrap_or_else(|e| panic!("PCR_Extend {} at {}: {e}", m.event.pcr, m.locality));
+    for e in &plan {
+        t.pcr_extend(e.pcr, &e.digest)
+            .unwrap_or_else(|err| panic!("PCR_Extend {}: {err}", e.pcr));
     }
-    tpm.set_locality(0);
     let ek = t.create_ek().expect("CreatePrimary EK");
     let read = t.read_public(ek.handle).expect("ReadPublic EK");
     assert_eq!(
@@ -116,8 +114,8 @@ fn test_tpm_attester_enrolls_quotes_and_verifies_on_swtpm() {
     let verified = verdict.unwrap_or_else(|f| panic!("TpmAttester evidence refused: {f:?}"));
     assert_eq!(verified.zone_id, "zone-9");
     assert_eq!(
-        verified.pcrs.get(&18),
-        Some(&hex_str(&measurements::reference_pcrs(&inputs(&c))[18]))
+        verified.pcrs.get(&15),
+        Some(&hex_str(&measurements::reference_pcrs(&inputs(&c))[15]))
     );
     assert_eq!(leftovers(&tpm), "", "quote left objects loaded");
 

@@ -4,9 +4,9 @@
 use std::time::SystemTime;
 
 use zone_attest::ear;
-use zone_attest::eventlog::{self, EventLog};
+use zone_attest::eventlog::{self, Event, EventLog, EV_EVENT_TAG, EV_IPL};
 use zone_attest::evidence::{sha256_uri, Evidence, ZoneManifest};
-use zone_attest::measurements::{self, BootInputs, ZoneClaims};
+use zone_attest::measurements::{self, BootInputs, ZoneClaims, PCR_ZONE_CLAIMS};
 use zone_attest::protocol::{attest, enroll, respond, Enrollment};
 use zone_attest::reference::ReferenceValues;
 use zone_attest::soft_tpm::SoftTpm;
@@ -330,6 +330,61 @@ fn test_verify_measured_zone_id_must_be_the_certified_zone() {
     e.manifest.zone_id = "zone-1".into();
     let f = failures(check(&e, &z.ca));
     assert!(has(&f, Check::ZoneClaims, Some("zone-id")));
+}
+
+/// The guest runs at locality 0 and can extend the claims PCR after the VMM did: whatever it
+/// appends, logged or not, is refused, so it can deny its own attestation but not forge claims.
+#[test]
+fn test_verify_guest_extend_of_claims_pcr_is_refused() {
+    const OTHER: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+    // The VMM measured image OTHER; the guest appends a claim for the reference image IMAGE,
+    // logged and extended, so the log replays to the quote and a last-one-wins reading of the
+    // claims would see IMAGE. The host's manifest is made to agree, so that only the claims
+    // check stands in the way.
+    let b = Boot {
+        image: OTHER,
+        ..GOOD
+    };
+    let mut z = zone(&b, "zone-1");
+    z.tpm.measure(&[Event::of_data(
+        PCR_ZONE_CLAIMS,
+        EV_IPL,
+        format!("image-manifest-digest={IMAGE}").into_bytes(),
+    )]);
+    let mut e = evidence(&mut z, &b);
+    e.manifest.image_manifest_digest = IMAGE.into();
+    let f = failures(check(&e, &z.ca));
+    assert!(has(&f, Check::ZoneClaims, None), "{f:?}");
+    assert!(
+        f.iter().any(|x| x
+            .detail
+            .contains(&format!("PCR {PCR_ZONE_CLAIMS} holds 4 events"))),
+        "{f:?}"
+    );
+
+    // Extended but not logged: the replay no longer gives the quoted PCR 15.
+    let mut z = zone(&GOOD, "zone-1");
+    z.tpm
+        .extend(PCR_ZONE_CLAIMS, &eventlog::sha256(b"guest was here"));
+    let f = failures(check(&evidence(&mut z, &GOOD), &z.ca));
+    assert!(has(&f, Check::EventLog, None), "{f:?}");
+    assert!(
+        f.iter().any(|x| x
+            .detail
+            .contains(&format!("PCR {PCR_ZONE_CLAIMS} than the quote"))),
+        "{f:?}"
+    );
+
+    // Logged and extended, but not a claim event (an unknown key, another event type).
+    for extra in [
+        Event::of_data(PCR_ZONE_CLAIMS, EV_IPL, b"machine-id=guest".to_vec()),
+        Event::of_data(PCR_ZONE_CLAIMS, EV_EVENT_TAG, b"zone-id=zone-1".to_vec()),
+    ] {
+        let mut z = zone(&GOOD, "zone-1");
+        z.tpm.measure(&[extra]);
+        let f = failures(check(&evidence(&mut z, &GOOD), &z.ca));
+        assert!(has(&f, Check::EventLog, None), "{f:?}");
+    }
 }
 
 #[test]

@@ -432,7 +432,7 @@ pub fn report_zone_failure(
     }
 }
 
-/// The vTPM of a zone: its files in the state directory, and the claims measured into PCR 18.
+/// The vTPM of a zone: its files in the state directory, and the claims measured into PCR 15.
 fn zone_tpm(zone: &ZoneDir, image: Option<&ImageDigests>) -> VmmTpm {
     let (manifest, config) = image.map_or(("", ""), |d| (d.manifest.as_str(), d.config.as_str()));
     VmmTpm {

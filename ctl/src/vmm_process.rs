@@ -51,7 +51,7 @@ pub struct VmmConfig {
     pub tpm: Option<VmmTpm>,
 }
 
-/// Where the VMM keeps a zone's vTPM and what it measures into PCR 18 besides the boot.
+/// Where the VMM keeps a zone's vTPM and what it measures into PCR 15 besides the boot.
 #[derive(Debug, Clone)]
 pub struct VmmTpm {
     pub state_dir: PathBuf,

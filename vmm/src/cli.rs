@@ -63,7 +63,7 @@ pub struct Cli {
     pub no_console: bool,
     /// Give the zone a vTPM (CRB, measured boot): the VMM starts swtpm with its state in DIR
     /// (created if missing, and then removed when the zone ends) and, before the first vCPU
-    /// runs, extends PCRs 0-9 and 18 with the kernel, initrd, command line, zone config and
+    /// runs, extends PCRs 0-9 and 15 with the kernel, initrd, command line, zone config and
     /// claims. Guests see /dev/tpm0 and the event log.
     #[arg(long, value_name = "DIR")]
     pub tpm: Option<PathBuf>,
@@ -75,7 +75,7 @@ pub struct Cli {
     /// EK certificate for it.
     #[arg(long, value_name = "FILE", requires = "tpm")]
     pub tpm_ek_public: Option<PathBuf>,
-    /// A claim measured into PCR 18: zone-id=ID, image-manifest-digest=sha256:..., or
+    /// A claim measured into PCR 15: zone-id=ID, image-manifest-digest=sha256:..., or
     /// oci-config-digest=sha256:... Repeatable; absent claims are measured as empty.
     #[arg(long, value_name = "KEY=VALUE", requires = "tpm")]
     pub zone_claim: Vec<String>,

@@ -70,7 +70,7 @@ pub struct TpmConfig {
     /// The swtpm binary [default: `swtpm` from PATH].
     #[serde(default)]
     pub swtpm: Option<PathBuf>,
-    /// Zone claims for PCR 18, `KEY=VALUE`.
+    /// Zone claims for PCR 15, `KEY=VALUE`.
     #[serde(default)]
     pub claims: Vec<String>,
 }

@@ -200,45 +200,12 @@ impl Swtpm {
         (ok, secret, err)
     }
 
-    /// `TPM2_PCR_Extend` of the SHA-256 bank at `locality`, sent raw on the TPM socket after
-    /// `CMD_SET_LOCALITY` on the control socket (tpm2-tools always use locality 0, and PCR 18
-    /// takes extends from localities 2-4 only).
-    pub fn extend_at(&self, pcr: u32, digest: &[u8; 32], locality: u8) {
-        self.set_locality(locality);
-        let mut body = Vec::new();
-        body.extend_from_slice(&pcr.to_be_bytes());
-        body.extend_from_slice(&9u32.to_be_bytes()); // authorization area: one password session
-        body.extend_from_slice(&0x4000_0009u32.to_be_bytes()); // TPM_RS_PW
-        body.extend_from_slice(&[0, 0, 0, 0, 0]); // empty nonce, attributes 0, empty hmac
-        body.extend_from_slice(&1u32.to_be_bytes());
-        body.extend_from_slice(&0x000bu16.to_be_bytes());
-        body.extend_from_slice(digest);
-        let mut cmd = Vec::new();
-        cmd.extend_from_slice(&0x8002u16.to_be_bytes());
-        cmd.extend_from_slice(&(10 + body.len() as u32).to_be_bytes());
-        cmd.extend_from_slice(&0x0000_0182u32.to_be_bytes()); // TPM_CC_PCR_Extend
-        cmd.extend_from_slice(&body);
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to swtpm");
-        s.write_all(&cmd).expect("send PCR_Extend");
-        let mut rsp = [0u8; 10];
-        s.read_exact(&mut rsp).expect("PCR_Extend response");
-        let rc = u32::from_be_bytes([rsp[6], rsp[7], rsp[8], rsp[9]]);
-        assert_eq!(
-            rc, 0,
-            "swtpm refused PCR_Extend of PCR {pcr} at locality {locality}: {rc:#x}"
-        );
-        self.set_locality(0);
-    }
-
-    /// swtpm control channel `CMD_SET_LOCALITY` (5).
-    pub fn set_locality(&self, locality: u8) {
-        let mut c = TcpStream::connect(("127.0.0.1", self.port + 1)).expect("connect to ctrl");
-        let mut req = 5u32.to_be_bytes().to_vec();
-        req.push(locality);
-        c.write_all(&req).expect("CMD_SET_LOCALITY");
-        let mut rsp = [0u8; 4];
-        c.read_exact(&mut rsp).expect("CMD_SET_LOCALITY response");
-        assert_eq!(rsp, [0; 4], "swtpm refused locality {locality}");
+    /// `tpm2_pcrextend` of the SHA-256 bank (at locality 0, where tpm2-tools always are).
+    pub fn extend(&self, pcr: u32, digest: &[u8; 32]) {
+        self.tool(&[
+            "tpm2_pcrextend",
+            &format!("{pcr}:sha256={}", hex_str(digest)),
+        ]);
     }
 }
 

@@ -9,8 +9,8 @@
 
 pub mod swtpm;
 
-use zone_attest::eventlog::EventLog;
-use zone_attest::measurements::{self, Measurement, DEFAULT_LOCALITY};
+use zone_attest::eventlog::{Event, EventLog};
+use zone_attest::measurements;
 use zone_attest::tpm_command::{CommandError, Tpm};
 use zone_attest::tpm_types::TpmPublic;
 
@@ -20,44 +20,25 @@ pub use swtpm::{Swtpm, SwtpmError};
 pub enum MeasureError {
     #[error("cannot power on the vTPM")]
     Init(#[source] SwtpmError),
-    #[error("cannot set the vTPM's locality to {locality}")]
-    Locality {
-        locality: u8,
-        #[source]
-        source: SwtpmError,
-    },
     #[error(transparent)]
     Command(#[from] CommandError),
 }
 
-/// Powers the TPM on (`CMD_INIT`), sends `TPM2_Startup(CLEAR)` at locality 0, extends every
-/// measurement of `plan` at its locality and returns the event log of what was extended.
-pub fn measure_boot(tpm: &mut Swtpm, plan: &[Measurement]) -> Result<EventLog, MeasureError> {
+/// Powers the TPM on (`CMD_INIT`), sends `TPM2_Startup(CLEAR)` and extends every event of
+/// `plan`, and returns the event log of what was extended. All of it at locality 0, where a
+/// fresh swtpm is and where the guest's commands run too (the CRB device has no other).
+pub fn measure_boot(tpm: &mut Swtpm, plan: &[Event]) -> Result<EventLog, MeasureError> {
     tpm.init().map_err(MeasureError::Init)?;
-    let mut locality = DEFAULT_LOCALITY;
-    set_locality(tpm, locality)?;
-    Tpm::new(&mut *tpm).startup_clear()?;
-    for m in plan {
-        if m.locality != locality {
-            set_locality(tpm, m.locality)?;
-            locality = m.locality;
-        }
-        Tpm::new(&mut *tpm).pcr_extend(m.event.pcr, &m.event.digest)?;
-    }
-    // The guest's commands run at locality 0.
-    if locality != DEFAULT_LOCALITY {
-        set_locality(tpm, DEFAULT_LOCALITY)?;
+    let mut tpm = Tpm::new(tpm);
+    tpm.startup_clear()?;
+    for e in plan {
+        tpm.pcr_extend(e.pcr, &e.digest)?;
     }
     Ok(measurements::event_log(plan))
 }
 
-fn set_locality(tpm: &mut Swtpm, locality: u8) -> Result<(), MeasureError> {
-    tpm.set_locality(locality)
-        .map_err(|source| MeasureError::Locality { locality, source })
-}
-
 /// The zone's endorsement key, derived from the TCG default ECC P-256 EK template
-/// (`TPM2_CreatePrimary` under `TPM_RH_ENDORSEMENT` at the current locality) and flushed again.
+/// (`TPM2_CreatePrimary` under `TPM_RH_ENDORSEMENT`) and flushed again.
 /// The zone's attester derives the same key from the same template; the host's zone CA
 /// certifies this public key, read from the TPM before the guest runs, never from the guest.
 pub fn endorsement_key(tpm: &mut Swtpm) -> Result<TpmPublic, CommandError> {

@@ -32,8 +32,6 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 const CMD_INIT: u32 = 0x02;
 /// `CMD_SHUTDOWN`: swtpm stores its state and exits.
 const CMD_SHUTDOWN: u32 = 0x03;
-/// `CMD_SET_LOCALITY`: the locality of the following TPM commands.
-const CMD_SET_LOCALITY: u32 = 0x05;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SwtpmError {
@@ -91,9 +89,6 @@ impl Swtpm {
             .arg(format!("type=unixio,clientfd={ctrl_fd}"))
             .arg("--fd")
             .arg(data_fd.to_string())
-            // The guest never reaches locality 4; nobody else needs it either.
-            .arg("--locality")
-            .arg("reject-locality-4")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         let inherit = [ctrl_fd, data_fd];
@@ -165,11 +160,6 @@ impl Swtpm {
     /// `CMD_INIT`: power the TPM on (a TPM2_Startup must follow).
     pub fn init(&mut self) -> Result<(), SwtpmError> {
         self.control(CMD_INIT, &0u32.to_be_bytes())
-    }
-
-    /// `CMD_SET_LOCALITY`: the locality of the following TPM commands.
-    pub fn set_locality(&mut self, locality: u8) -> Result<(), SwtpmError> {
-        self.control(CMD_SET_LOCALITY, &[locality])
     }
 
     /// Sends one TPM command and reads its response, which must be 10 to [`MAX_RESPONSE`]

@@ -134,7 +134,7 @@ pub fn start(
         })?;
     }
     if let Some(path) = &tpm.ek_public {
-        // At locality 0, where measure_boot left the TPM, before any guest command.
+        // Before any guest command.
         let ek = endorsement_key(&mut swtpm).map_err(VtpmError::EndorsementKey)?;
         std::fs::write(path, ek.to_tpm2b()).map_err(|source| VtpmError::WriteEk {
             path: path.clone(),

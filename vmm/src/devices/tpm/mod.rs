@@ -5,8 +5,9 @@
 //! Why CRB rather than TIS (FIFO, PTP §6.4):
 //! - one locality by construction: the interface is a single 4 KiB page for locality 0. The
 //!   pages of localities 1-4 (0xFED41000..0xFED45000) are not mapped at all, so guest accesses
-//!   there read all ones and writes vanish (the MMIO bus's rule), and the guest can never reach
-//!   the localities the VMM uses for PCR 18;
+//!   there read all ones and writes vanish (the MMIO bus's rule), so the guest stays at
+//!   locality 0 (where the VMM measures too: nothing relies on a higher locality, see
+//!   `zone_attest::measurements::PCR_ZONE_CLAIMS`);
 //! - far fewer exits: a command is written into a buffer with ordinary (4- or 8-byte) stores,
 //!   where TIS moves every byte through the FIFO register, one MMIO exit each;
 //! - a smaller state machine (locality request, command-ready/idle, start) to get right
