@@ -139,7 +139,9 @@ fn pod_config(name: &str, log_dir: &std::path::Path) -> PodSandboxConfig {
             namespace: "default".to_string(),
             attempt: 0,
         }),
-        hostname: name.to_string(),
+        // None, as the kubelet gives a host-network pod: it has the host's UTS namespace
+        // (runc refuses to set a hostname there).
+        hostname: String::new(),
         log_directory: log_dir.display().to_string(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
