@@ -2,8 +2,8 @@
 //! KVM testbed), driven by `cri-client` (tools/cri-client) as the kubelet would: RunPodSandbox
 //! with runtime handler `zone` (a host-network pod: no CNI), two containers sharing the pod's
 //! one zone VMM, ExecSync, ContainerStats, the CRI log file, containerd restarted while the
-//! pod runs, Stop/Remove of containers and pod; and nothing (shim, VMM, swtpm, mount, socket,
-//! zone state) left afterwards.
+//! pod runs, Stop/Remove of containers and pod, a removed container's spare disk reused by a
+//! later one; and nothing (shim, VMM, swtpm, mount, socket, zone state) left afterwards.
 //!
 //! Images come from local OCI layouts (no registry): busybox for the containers and a busybox
 //! that sleeps as the pod sandbox ("pause") image, both imported into containerd's `k8s.io`
@@ -14,6 +14,9 @@ use zone_tests::{repo_root, testbed_run_with, value, TestbedOutput};
 /// Starts the private containerd with CRI's sandbox image set, imports the images.
 const PRELUDE: &str = r#"
 export ZONES_SHIM_LOG=/tmp/shim.log ZONES_SANDBOX_IMAGE=zones.local/pause:1
+# Two spare disks: a third container fits only in a disk a removed one gave back.
+printf 'spare_disks = 2\nspare_disk_mib = 128\n' >/tmp/shim.toml
+export ZONES_SHIM_CONFIG_PATH=/tmp/shim.toml
 C=/tmp/ctrd
 L=/tmp/pod-logs
 for tool in containerd ctr containerd-shim-zone-v1 cri-client; do
@@ -104,6 +107,9 @@ cri-client stop --timeout 2 "$c2"; echo "stop2-rc=$?"
 cri-client rm "$c2"; echo "rm2-rc=$?"
 echo "vmm-after-rm2=$(count zone-vmm)"
 echo "after-rm2=$(cri-client exec-sync "$c1" -- echo c1-alive)"
+c3=$(create c3 hello-from-c3); echo "create3-rc=$?"
+cri-client start "$c3"; echo "start3-rc=$?"
+echo "exec3-out=$(cri-client exec-sync "$c3" -- sh -c 'echo in-c3')"
 cri-client stop-pod "$pod"; echo "stop-pod-rc=$?"
 cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
 "#);
@@ -116,6 +122,8 @@ cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
         "stats-rc",
         "stop2-rc",
         "rm2-rc",
+        "create3-rc",
+        "start3-rc",
         "stop-pod-rc",
         "rm-pod-rc",
     ] {
@@ -135,8 +143,16 @@ cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
         nonzero("memory-usage") || nonzero("cpu-nanos"),
         "ContainerStats reports usage\n{out:#?}"
     );
-    assert_eq!(value(&out, "log1"), "1", "c1's output in its CRI log\n{out:#?}");
-    assert_eq!(value(&out, "log2"), "1", "c2's output in its CRI log\n{out:#?}");
+    assert_eq!(
+        value(&out, "log1"),
+        "1",
+        "c1's output in its CRI log\n{out:#?}"
+    );
+    assert_eq!(
+        value(&out, "log2"),
+        "1",
+        "c2's output in its CRI log\n{out:#?}"
+    );
     assert_eq!(
         value(&out, "after-restart"),
         "still-here",
@@ -149,5 +165,10 @@ cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
         "removing a container keeps the pod's zone\n{out:#?}"
     );
     assert_eq!(value(&out, "after-rm2"), "c1-alive", "{out:#?}");
+    assert_eq!(
+        value(&out, "exec3-out"),
+        "in-c3",
+        "a third container reuses the removed one's spare disk\n{out:#?}"
+    );
     assert_nothing_left(&out);
 }
