@@ -35,7 +35,12 @@ use tonic::transport::{Channel, Endpoint};
 #[command(about = "Drive a CRI runtime service (containerd's CRI plugin) from a shell")]
 struct Cli {
     /// The runtime's CRI socket (`unix:///path` or a path).
-    #[arg(short, long, env = "CRI_ENDPOINT", default_value = "unix:///run/containerd/containerd.sock")]
+    #[arg(
+        short,
+        long,
+        env = "CRI_ENDPOINT",
+        default_value = "unix:///run/containerd/containerd.sock"
+    )]
     endpoint: String,
     /// How long one RPC may take, in seconds.
     #[arg(long, default_value_t = 300)]
@@ -171,7 +176,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .version(VersionRequest::default())
                 .await?
                 .into_inner();
-            println!("{} {} (CRI {})", v.runtime_name, v.runtime_version, v.runtime_api_version);
+            println!(
+                "{} {} (CRI {})",
+                v.runtime_name, v.runtime_version, v.runtime_api_version
+            );
         }
         Command::RunPod {
             handler,
