@@ -113,6 +113,10 @@ echo "exec3-out=$(cri-client exec-sync "$c3" -- sh -c 'echo in-c3')"
 cri-client stop-pod "$pod"; echo "stop-pod-rc=$?"
 cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
 "#);
+    assert!(
+        !out.stdout.contains("missing="),
+        "the testbed lacks a tool\n{out:#?}"
+    );
     for key in [
         "run-pod-rc",
         "create1-rc",
