@@ -123,6 +123,8 @@ fn agent_error(status: tonic::Status) -> TaskError {
 #[derive(Debug)]
 struct Container {
     bundle: String,
+    /// Its root file system's disk in the zone (`/dev/vdb`).
+    device: String,
     processes: HashMap<String, Process>,
 }
 
@@ -216,6 +218,7 @@ impl ZoneTasks {
             req.id.clone(),
             Container {
                 bundle: req.bundle.clone(),
+                device: device.clone(),
                 processes,
             },
         );
@@ -444,19 +447,25 @@ impl ZoneTasks {
             state.container(&req.id)?.processes.remove(&req.exec_id);
             return Ok(response);
         }
-        if let Some(zone) = state.zone.as_ref() {
-            let removed = zone
+        let removed = match state.zone.as_ref() {
+            Some(zone) => zone
                 .client()
                 .remove_container(RemoveContainerRequest {
                     container_id: req.id.clone(),
                 })
-                .await;
-            if let Err(status) = removed {
-                tracing::warn!(container = %req.id, error = %status.message(), "removing the container in the zone");
-            }
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        if let Err(status) = &removed {
+            tracing::warn!(container = %req.id, error = %status.message(), "removing the container in the zone");
         }
         if let Some(container) = state.containers.remove(&req.id) {
             rootfs::unmount(&Path::new(&container.bundle).join("rootfs"));
+            // Its disk is free again once the zone no longer has it mounted.
+            if let (Ok(()), Some(zone)) = (&removed, state.zone.as_mut()) {
+                zone.release_rootfs(&container.device);
+            }
         }
         self.events.publish(
             TASK_DELETE_EVENT_TOPIC,

@@ -123,6 +123,8 @@ impl Zone {
     }
 
     /// Writes the tree at `dir` into a free spare disk; returns the device it is in the zone.
+    /// A spare disk given back by [`Zone::release_rootfs`] is written over: the zone has
+    /// unmounted it, and Linux dropped its page cache when the last user closed it.
     pub async fn add_rootfs(&mut self, dir: &Path) -> Result<String, ZoneError> {
         let spare = u32::try_from(self.slots.len().saturating_sub(1)).unwrap_or(u32::MAX);
         let index = self
@@ -134,6 +136,17 @@ impl Zone {
         rootfs::make_ext4(dir, &self.slots[index].0).await?;
         self.slots[index].1 = true;
         Ok(device_name(index))
+    }
+
+    /// Gives back the spare disk of a container the zone has removed, for a later container
+    /// of the pod (a restarted one, say). The first disk, the zone's boot container's, is
+    /// never reused. Other devices are ignored (logged).
+    pub fn release_rootfs(&mut self, device: &str) {
+        match device_index(device) {
+            Some(0) => {}
+            Some(index) if index < self.slots.len() => self.slots[index].1 = false,
+            _ => tracing::warn!(device, "not a spare disk of this zone; not released"),
+        }
     }
 
     /// Asks the agent to power off, closes the lifeline, waits for the VMM (killing it after
@@ -171,6 +184,14 @@ impl Zone {
 pub fn device_name(index: usize) -> String {
     let letter = char::from(b'a' + u8::try_from(index % 26).expect("index % 26 fits u8"));
     format!("/dev/vd{letter}")
+}
+
+/// The slot of a [`device_name`]: 0 for `/dev/vda`; `None` for anything else.
+pub fn device_index(device: &str) -> Option<usize> {
+    match device.strip_prefix("/dev/vd")?.as_bytes() {
+        [letter @ b'a'..=b'z'] => Some(usize::from(letter - b'a')),
+        _ => None,
+    }
 }
 
 async fn boot_inner(
@@ -339,5 +360,27 @@ mod tests {
     fn test_device_name_slots_in_attach_order() {
         assert_eq!(device_name(0), "/dev/vda");
         assert_eq!(device_name(3), "/dev/vdd");
+    }
+
+    #[test]
+    fn test_device_index_inverts_device_name() {
+        for index in [0, 1, 4, 25] {
+            assert_eq!(device_index(&device_name(index)), Some(index));
+        }
+    }
+
+    #[test]
+    fn test_device_index_other_devices_none() {
+        for device in [
+            "",
+            "/dev/vd",
+            "/dev/vdaa",
+            "/dev/sda",
+            "/dev/vdA",
+            "vdb",
+            "/dev/vd1",
+        ] {
+            assert_eq!(device_index(device), None, "{device:?}");
+        }
     }
 }

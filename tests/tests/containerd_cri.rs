@@ -1,0 +1,178 @@
+//! Tier 3: a pod in one zone through containerd's CRI plugin (Debian's containerd 1.6 in the
+//! KVM testbed), driven by `cri-client` (tools/cri-client) as the kubelet would: RunPodSandbox
+//! with runtime handler `zone` (a host-network pod: no CNI), two containers sharing the pod's
+//! one zone VMM, ExecSync, ContainerStats, the CRI log file, containerd restarted while the
+//! pod runs, Stop/Remove of containers and pod, a removed container's spare disk reused by a
+//! later one; and nothing (shim, VMM, swtpm, mount, socket, zone state) left afterwards.
+//!
+//! Images come from local OCI layouts (no registry): busybox for the containers and a busybox
+//! that sleeps as the pod sandbox ("pause") image, both imported into containerd's `k8s.io`
+//! namespace, which is CRI's.
+
+use zone_tests::{repo_root, testbed_run_with, value, TestbedOutput};
+
+/// Starts the private containerd with CRI's sandbox image set, imports the images.
+const PRELUDE: &str = r#"
+export ZONES_SHIM_LOG=/tmp/shim.log ZONES_SANDBOX_IMAGE=zones.local/pause:1
+# Two spare disks: a third container fits only in a disk a removed one gave back.
+printf 'spare_disks = 2\nspare_disk_mib = 128\n' >/tmp/shim.toml
+export ZONES_SHIM_CONFIG_PATH=/tmp/shim.toml
+C=/tmp/ctrd
+L=/tmp/pod-logs
+for tool in containerd ctr containerd-shim-zone-v1 cri-client; do
+  command -v $tool >/dev/null || echo "missing=$tool (run hack/setup and hack/build)"
+done
+sh /zones/test/containerd-zone start $C || echo containerd-start-failed
+eval "$(sh /zones/test/containerd-zone env $C)"
+for image in busybox pause; do
+  tar -C /zones/images/$image -cf /tmp/$image.tar .
+  ctr -n k8s.io images import /tmp/$image.tar >/tmp/import.out 2>&1 ||
+    { echo "import-failed=$image"; cat /tmp/import.out; }
+done
+# CRI resolves short names as the kubelet does (busybox -> docker.io/library/busybox:latest).
+ctr -n k8s.io images tag busybox:latest docker.io/library/busybox:latest >/dev/null
+count() { ps -o comm | grep -c "^$1"; }
+"#;
+
+/// Reports what is left and the logs; stops containerd.
+const EPILOGUE: &str = r#"
+sleep 1
+echo "left-shim=$(count containerd-shim)"
+echo "left-vmm=$(count zone-vmm)"
+echo "left-swtpm=$(count swtpm)"
+echo "left-mounts=$(grep -c -e /tmp/ctrd -e /run/containerd /proc/mounts)"
+echo "left-sockets=$(ls -A /run/containerd/s 2>/dev/null | wc -l)"
+echo "left-state=$(ls -A /run/zones 2>/dev/null | wc -l)"
+sh /zones/test/containerd-zone stop $C
+echo "--- shim log" >&2; cat /tmp/shim.log >&2
+echo "--- containerd log" >&2; grep -v 'level=info' $C/containerd.log | tail -n 40 >&2
+"#;
+
+fn run(body: &str) -> TestbedOutput {
+    let script = format!("{PRELUDE}{body}{EPILOGUE}");
+    testbed_run_with(
+        &script,
+        &[(
+            repo_root().join("hack/containerd-zone"),
+            "/zones/test/containerd-zone",
+        )],
+        &["--containerd", "--timeout", "900"],
+    )
+}
+
+fn assert_nothing_left(out: &TestbedOutput) {
+    for key in [
+        "left-shim",
+        "left-vmm",
+        "left-swtpm",
+        "left-mounts",
+        "left-sockets",
+        "left-state",
+    ] {
+        assert_eq!(value(out, key), "0", "{key}\n{out:#?}");
+    }
+}
+
+#[test]
+fn test_cri_pod_of_two_containers_runs_in_one_zone_and_survives_a_containerd_restart() {
+    let out = run(r#"
+pod=$(cri-client run-pod --handler zone --log-dir $L p1); echo "run-pod-rc=$?"
+create() { # NAME TEXT: a container that prints TEXT, then sleeps
+  cri-client create --pod "$pod" --pod-name p1 --log-dir $L --image busybox $1 -- \
+    sh -c "echo $2; exec sleep 1000"
+}
+c1=$(create c1 hello-from-c1); echo "create1-rc=$?"
+cri-client start "$c1"; echo "start1-rc=$?"
+c2=$(create c2 hello-from-c2); echo "create2-rc=$?"
+cri-client start "$c2"; echo "start2-rc=$?"
+echo "vmm-running=$(count zone-vmm)"
+echo "shim-running=$(count containerd-shim)"
+
+echo "exec-out=$(cri-client exec-sync "$c2" -- sh -c 'echo in-c2')"
+cri-client exec-sync "$c1" -- sh -c 'echo to-stderr >&2; exit 3' 2>/tmp/exec.err
+echo "exec-rc=$?"
+echo "exec-err=$(cat /tmp/exec.err)"
+cri-client stats "$c1" >/tmp/stats; echo "stats-rc=$?"; cat /tmp/stats
+sleep 1
+echo "--- CRI logs"; cat $L/c1.log $L/c2.log
+echo "log1=$(grep -c ' stdout F hello-from-c1$' $L/c1.log)"
+echo "log2=$(grep -c ' stdout F hello-from-c2$' $L/c2.log)"
+
+sh /zones/test/containerd-zone stop $C
+sh /zones/test/containerd-zone start $C || echo containerd-restart-failed
+echo "after-restart=$(cri-client exec-sync "$c1" -- echo still-here)"
+cri-client pod-status "$pod" | sed 's/^/pod-/'
+
+cri-client stop --timeout 2 "$c2"; echo "stop2-rc=$?"
+cri-client rm "$c2"; echo "rm2-rc=$?"
+echo "vmm-after-rm2=$(count zone-vmm)"
+echo "after-rm2=$(cri-client exec-sync "$c1" -- echo c1-alive)"
+c3=$(create c3 hello-from-c3); echo "create3-rc=$?"
+cri-client start "$c3"; echo "start3-rc=$?"
+echo "exec3-out=$(cri-client exec-sync "$c3" -- sh -c 'echo in-c3')"
+cri-client stop-pod "$pod"; echo "stop-pod-rc=$?"
+cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
+"#);
+    assert!(
+        !out.stdout.contains("missing="),
+        "the testbed lacks a tool\n{out:#?}"
+    );
+    for key in [
+        "run-pod-rc",
+        "create1-rc",
+        "start1-rc",
+        "create2-rc",
+        "start2-rc",
+        "stats-rc",
+        "stop2-rc",
+        "rm2-rc",
+        "create3-rc",
+        "start3-rc",
+        "stop-pod-rc",
+        "rm-pod-rc",
+    ] {
+        assert_eq!(value(&out, key), "0", "{key}\n{out:#?}");
+    }
+    assert_eq!(
+        value(&out, "vmm-running"),
+        "1",
+        "a pod's containers share one zone\n{out:#?}"
+    );
+    assert_eq!(value(&out, "shim-running"), "1", "one shim a pod\n{out:#?}");
+    assert_eq!(value(&out, "exec-out"), "in-c2", "{out:#?}");
+    assert_eq!(value(&out, "exec-rc"), "3", "{out:#?}");
+    assert_eq!(value(&out, "exec-err"), "to-stderr", "{out:#?}");
+    let nonzero = |key| value(&out, key).parse::<u64>().is_ok_and(|n| n > 0);
+    assert!(
+        nonzero("memory-usage") || nonzero("cpu-nanos"),
+        "ContainerStats reports usage\n{out:#?}"
+    );
+    assert_eq!(
+        value(&out, "log1"),
+        "1",
+        "c1's output in its CRI log\n{out:#?}"
+    );
+    assert_eq!(
+        value(&out, "log2"),
+        "1",
+        "c2's output in its CRI log\n{out:#?}"
+    );
+    assert_eq!(
+        value(&out, "after-restart"),
+        "still-here",
+        "the pod runs on after containerd restarts\n{out:#?}"
+    );
+    assert_eq!(value(&out, "pod-state"), "SANDBOX_READY", "{out:#?}");
+    assert_eq!(
+        value(&out, "vmm-after-rm2"),
+        "1",
+        "removing a container keeps the pod's zone\n{out:#?}"
+    );
+    assert_eq!(value(&out, "after-rm2"), "c1-alive", "{out:#?}");
+    assert_eq!(
+        value(&out, "exec3-out"),
+        "in-c3",
+        "a third container reuses the removed one's spare disk\n{out:#?}"
+    );
+    assert_nothing_left(&out);
+}
