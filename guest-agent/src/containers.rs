@@ -13,7 +13,9 @@ use nix::unistd::Pid;
 use zone_proto::agent::v1::{CreateContainerRequest, ProcessSpec};
 
 use crate::container::zone_userland::zone_command;
-use crate::container::{CgroupStats, Container, ContainerError, ContainerId, ProcessConfig};
+use crate::container::{
+    CgroupStats, Container, ContainerError, ContainerId, Limits, ProcessConfig,
+};
 use crate::oom::OomWatch;
 use crate::process::{Process, ProcessPlan};
 use crate::reaper::Reaper;
@@ -206,6 +208,18 @@ impl Containers {
         let isolation = lock(&entry.isolation);
         match &*isolation {
             Isolation::Container(container) => container.stats().map_err(container_error),
+            Isolation::ZoneUserland => Err(RequestError::FailedPrecondition(format!(
+                "container {container_id:?} runs in the zone's own userland and has no cgroup"
+            ))),
+        }
+    }
+
+    /// Changes the limits of the container's cgroup.
+    pub fn update(&self, container_id: &str, limits: &Limits) -> Result<(), RequestError> {
+        let entry = self.entry(container_id)?;
+        let isolation = lock(&entry.isolation);
+        match &*isolation {
+            Isolation::Container(container) => container.update(limits).map_err(container_error),
             Isolation::ZoneUserland => Err(RequestError::FailedPrecondition(format!(
                 "container {container_id:?} runs in the zone's own userland and has no cgroup"
             ))),

@@ -19,8 +19,9 @@ use zone_proto::agent::v1::{
     OutputStream, QuoteRequest, QuoteResponse, ReadOutputRequest, RemoveContainerRequest,
     RemoveContainerResponse, ResizePtyRequest, ResizePtyResponse, ShutdownRequest,
     ShutdownResponse, SignalProcessRequest, SignalProcessResponse, StartProcessRequest,
-    StartProcessResponse, TpmKeysRequest, TpmKeysResponse, WaitProcessRequest, WaitProcessResponse,
-    WriteStdinRequest, WriteStdinResponse,
+    StartProcessResponse, TpmKeysRequest, TpmKeysResponse, UpdateContainerRequest,
+    UpdateContainerResponse, WaitProcessRequest, WaitProcessResponse, WriteStdinRequest,
+    WriteStdinResponse,
 };
 
 use crate::attestation::ZoneTpm;
@@ -30,6 +31,7 @@ use crate::process::Output;
 use crate::reaper::ExitOutcome;
 use crate::request_error::RequestError;
 use crate::sysinfo;
+use crate::wire_spec;
 
 /// The service; `shutdown` receives the action the host asked for.
 #[derive(Debug)]
@@ -227,6 +229,17 @@ impl Agent for AgentService {
             .process(&request.container_id, &request.exec_id)?
             .resize(rows, columns)?;
         Ok(Response::new(ResizePtyResponse {}))
+    }
+
+    async fn update_container(
+        &self,
+        request: Request<UpdateContainerRequest>,
+    ) -> Result<Response<UpdateContainerResponse>, Status> {
+        let request = request.get_ref();
+        let limits = wire_spec::limits(request)?;
+        self.containers.update(&request.container_id, &limits)?;
+        tracing::info!(container = %request.container_id, ?limits, "limits changed");
+        Ok(Response::new(UpdateContainerResponse {}))
     }
 
     type OomEventsStream = Pin<Box<dyn Stream<Item = Result<OomEvent, Status>> + Send>>;

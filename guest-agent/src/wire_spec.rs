@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use zone_proto::agent::v1::{
     Capabilities, ContainerRootfs, CreateContainerRequest, Mount, ProcessSpec,
+    UpdateContainerRequest,
 };
 
 use crate::container::{
-    CapSet, CapabilitySets, ContainerConfig, ContainerId, MountKind, MountOptions, MountSpec,
-    ProcessConfig, Rlimit, RootfsSource, RootfsSpec,
+    CapSet, CapabilitySets, ContainerConfig, ContainerId, Limit, Limits, MountKind, MountOptions,
+    MountSpec, ProcessConfig, Rlimit, RootfsSource, RootfsSpec,
 };
 use crate::request_error::{report, RequestError};
 
@@ -68,6 +69,43 @@ pub fn container_config(
     config.memory_limit = (request.memory_limit_bytes != 0).then_some(request.memory_limit_bytes);
     config.check().map_err(|e| invalid(&e))?;
     Ok(Some(config))
+}
+
+/// Smallest and largest `cpu.max` period the kernel takes, and the smallest quota (µs).
+const CPU_PERIOD_US: std::ops::RangeInclusive<u64> = 1_000..=1_000_000;
+const CPU_QUOTA_MIN_US: i64 = 1_000;
+
+/// The limits of an UpdateContainer request, checked.
+pub fn limits(request: &UpdateContainerRequest) -> Result<Limits, RequestError> {
+    let bad = |message: String| Err(RequestError::InvalidArgument(message));
+    let memory = match request.memory_limit_bytes {
+        Some(0) => return bad("memory_limit_bytes 0 leaves no memory to run in".to_string()),
+        other => other,
+    };
+    let cpu = match (request.cpu_quota_us, request.cpu_period_us) {
+        (None, None) => None,
+        (Some(quota), Some(period)) => {
+            if !CPU_PERIOD_US.contains(&period) {
+                return bad(format!(
+                    "cpu_period_us {period} is outside 1000..=1000000 (1 ms to 1 s)"
+                ));
+            }
+            let quota = match u64::try_from(quota) {
+                Err(_) | Ok(0) => Limit::Max,
+                Ok(_) if quota < CPU_QUOTA_MIN_US => {
+                    return bad(format!("cpu_quota_us {quota} is below 1000 (1 ms)"))
+                }
+                Ok(quota) => Limit::At(quota),
+            };
+            Some((quota, period))
+        }
+        _ => return bad("cpu_quota_us and cpu_period_us go together".to_string()),
+    };
+    let pids = request.pids_limit.map(|n| match u64::try_from(n) {
+        Ok(n) if n > 0 => Limit::At(n),
+        _ => Limit::Max,
+    });
+    Ok(Limits { memory, cpu, pids })
 }
 
 fn rootfs_spec(rootfs: &ContainerRootfs) -> Result<RootfsSpec, RequestError> {
@@ -177,6 +215,55 @@ fn capability_sets(caps: &Capabilities) -> Result<CapabilitySets, RequestError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn update(
+        memory: Option<u64>,
+        cpu: Option<(i64, u64)>,
+        pids: Option<i64>,
+    ) -> UpdateContainerRequest {
+        UpdateContainerRequest {
+            container_id: "c1".into(),
+            memory_limit_bytes: memory,
+            cpu_quota_us: cpu.map(|(quota, _)| quota),
+            cpu_period_us: cpu.map(|(_, period)| period),
+            pids_limit: pids,
+        }
+    }
+
+    #[test]
+    fn test_limits_translated_max_for_unlimited() {
+        assert_eq!(
+            limits(&update(None, None, None)).unwrap(),
+            Limits::default()
+        );
+        assert_eq!(
+            limits(&update(Some(1 << 30), Some((50_000, 100_000)), Some(64))).unwrap(),
+            Limits {
+                memory: Some(1 << 30),
+                cpu: Some((Limit::At(50_000), 100_000)),
+                pids: Some(Limit::At(64)),
+            }
+        );
+        let unlimited = limits(&update(None, Some((-1, 100_000)), Some(-1))).unwrap();
+        assert_eq!(unlimited.cpu, Some((Limit::Max, 100_000)));
+        assert_eq!(unlimited.pids, Some(Limit::Max));
+    }
+
+    #[test]
+    fn test_limits_bad_values_refused_by_name() {
+        let refused = |request: UpdateContainerRequest| match limits(&request) {
+            Err(RequestError::InvalidArgument(message)) => message,
+            other => panic!("{other:?}"),
+        };
+
+        assert!(refused(update(Some(0), None, None)).contains("memory_limit_bytes 0"));
+        assert!(refused(update(None, Some((50_000, 999)), None)).contains("cpu_period_us 999"));
+        assert!(refused(update(None, Some((50_000, 2_000_000)), None)).contains("cpu_period_us"));
+        assert!(refused(update(None, Some((10, 100_000)), None)).contains("cpu_quota_us 10"));
+        let mut quota_only = update(None, None, None);
+        quota_only.cpu_quota_us = Some(50_000);
+        assert!(refused(quota_only).contains("go together"));
+    }
 
     fn mount(kind: &str, options: &[&str]) -> Mount {
         Mount {

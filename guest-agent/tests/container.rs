@@ -20,8 +20,8 @@ use std::time::Duration;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use zone_agent::container::{
     default_capabilities, CapSet, CgroupError, CgroupPlace, ConfigError, Container,
-    ContainerConfig, ContainerError, ContainerId, Layout, MountKind, MountOptions, MountSpec,
-    ProcessConfig, Rlimit, RootfsSource, RootfsSpec,
+    ContainerConfig, ContainerError, ContainerId, Layout, Limit, Limits, MountKind, MountOptions,
+    MountSpec, ProcessConfig, Rlimit, RootfsSource, RootfsSpec,
 };
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -519,6 +519,71 @@ fn test_container_stats_cpu_and_controllers_or_missing_memory_named() {
             );
             assert!(!world.cgroup_parent.join("limited").exists());
             assert!(!world.base.join("limited").exists());
+        }
+    }
+}
+
+#[test]
+fn test_container_update_writes_limits_or_names_missing_controller() {
+    let world = World::new();
+    let container = world.create(&world.config("upd"));
+    let dir = world.cgroup_parent.join("upd");
+    let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap();
+    let has = |c: &str| available.split_whitespace().any(|a| a == c);
+    let read = |file: &str| fs::read_to_string(dir.join(file)).unwrap();
+
+    let cases = [
+        (
+            "memory",
+            Limits {
+                memory: Some(48 << 20),
+                ..Limits::default()
+            },
+            "memory.max",
+            "50331648\n",
+        ),
+        (
+            "cpu",
+            Limits {
+                cpu: Some((Limit::At(50_000), 100_000)),
+                ..Limits::default()
+            },
+            "cpu.max",
+            "50000 100000\n",
+        ),
+        (
+            "cpu",
+            Limits {
+                cpu: Some((Limit::Max, 100_000)),
+                ..Limits::default()
+            },
+            "cpu.max",
+            "max 100000\n",
+        ),
+        (
+            "pids",
+            Limits {
+                pids: Some(Limit::At(20)),
+                ..Limits::default()
+            },
+            "pids.max",
+            "20\n",
+        ),
+    ];
+    for (controller, limits, file, expected) in cases {
+        match container.update(&limits) {
+            Ok(()) => assert_eq!(read(file), expected, "{limits:?}"),
+            // This host's kernel may lack the controller, or the file (cpu.max needs
+            // CFS_BANDWIDTH): refused by name, nothing written.
+            Err(ContainerError::Cgroup(CgroupError::ControllerMissing(c))) => {
+                assert_eq!(c, controller);
+                assert!(!has(controller), "{controller} is available");
+            }
+            Err(ContainerError::Cgroup(CgroupError::LimitMissing(path))) => {
+                assert_eq!(path, dir.join(file));
+                assert!(!path.exists());
+            }
+            Err(e) => panic!("{limits:?}: {}", chain(&e)),
         }
     }
 }

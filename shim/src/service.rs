@@ -1,8 +1,8 @@
 //! The containerd task API (`containerd.task.v2.Task`) for one pod's zone.
 //!
 //! Every RPC is implemented (the generated defaults answer NOT_FOUND, which containerd
-//! misreads). Pause, Resume and Checkpoint answer UNIMPLEMENTED, Update too (the agent cannot
-//! change a running container's resources yet). The first Create boots the zone with the
+//! misreads). Pause, Resume and Checkpoint answer UNIMPLEMENTED; Update changes a container's
+//! memory, CPU and pids limits in the zone. The first Create boots the zone with the
 //! container's root file system; later ones (a pod's containers) go into the zone's spare
 //! disks. Deleting the last container powers the zone off; Shutdown then ends the shim.
 
@@ -41,7 +41,7 @@ use zone_proto::agent::v1::{
 use crate::process::{Process, Status, Watch};
 use crate::rootfs::{self, RootfsError};
 use crate::settings::{Settings, SettingsError};
-use crate::spec::{self, Spec, SpecError};
+use crate::spec::{self, Resources, Spec, SpecError};
 use crate::stdio::{self, StdioPaths};
 use crate::zone::{Zone, ZoneError, ZoneSize};
 
@@ -659,10 +659,18 @@ impl ZoneTasks {
     }
 
     async fn do_update(&self, req: UpdateTaskRequest) -> TaskResult<Empty> {
-        self.state.lock().await.container(&req.id)?;
-        Err(TaskError::Unimplemented(
-            "Update: a zone cannot change a running container's resources yet",
-        ))
+        let state = self.state.lock().await;
+        if !state.containers.contains_key(&req.id) {
+            return Err(TaskError::ContainerNotFound(req.id));
+        }
+        let resources = Resources::from_update(&req.resources.type_url, &req.resources.value)?;
+        let update = resources.update_request(&req.id);
+        let client = state.zone()?.client();
+        drop(state);
+        let mut client = client;
+        client.update_container(update).await.map_err(agent_error)?;
+        tracing::info!(container = %req.id, "resources updated");
+        Ok(Empty::new())
     }
 }
 

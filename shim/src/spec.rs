@@ -11,7 +11,8 @@ use std::path::Path;
 use serde::Deserialize;
 use thiserror::Error;
 use zone_proto::agent::v1::{
-    Capabilities, ContainerRootfs, CreateContainerRequest, Mount as AgentMount, ProcessSpec, Rlimit,
+    Capabilities, ContainerRootfs, CreateContainerRequest, Mount as AgentMount, ProcessSpec,
+    Rlimit, UpdateContainerRequest,
 };
 
 pub const SANDBOX_ID_ANNOTATIONS: [&str; 2] = [
@@ -38,7 +39,13 @@ pub enum SpecError {
     Parse(String, #[source] serde_json::Error),
     #[error("the spec has no process")]
     NoProcess,
+    #[error("Update: resources of type {0:?}, not the runtime spec's LinuxResources")]
+    ResourcesType(String),
 }
+
+/// The type URL containerd gives the runtime spec's `LinuxResources` (JSON) in an Update.
+const LINUX_RESOURCES_TYPE_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -118,12 +125,63 @@ pub struct Linux {
 #[serde(default)]
 pub struct Resources {
     pub memory: Option<Memory>,
+    pub cpu: Option<Cpu>,
+    pub pids: Option<Pids>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Cpu {
+    pub quota: Option<i64>,
+    pub period: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Pids {
+    pub limit: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Memory {
     pub limit: Option<i64>,
+}
+
+/// The cgroup `cpu.max` period when a quota comes without one (the kernel's default).
+const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
+
+impl Resources {
+    /// The resources of an Update request: `LinuxResources` as JSON in a protobuf `Any`.
+    pub fn from_update(type_url: &str, json: &[u8]) -> Result<Resources, SpecError> {
+        if type_url != LINUX_RESOURCES_TYPE_URL {
+            return Err(SpecError::ResourcesType(type_url.to_string()));
+        }
+        serde_json::from_slice(json)
+            .map_err(|e| SpecError::Parse("the Update's resources".into(), e))
+    }
+
+    /// The agent's request that applies these resources to a running container: what is
+    /// set and positive (memory) or present (CPU quota, pids) changes, the rest stays.
+    pub fn update_request(&self, id: &str) -> UpdateContainerRequest {
+        let memory_limit_bytes = self
+            .memory
+            .as_ref()
+            .and_then(|m| m.limit)
+            .and_then(|limit| u64::try_from(limit).ok())
+            .filter(|&limit| limit > 0);
+        let cpu = self.cpu.as_ref().and_then(|cpu| {
+            let quota = cpu.quota.filter(|&q| q != 0)?;
+            Some((quota, cpu.period.unwrap_or(DEFAULT_CPU_PERIOD_US)))
+        });
+        UpdateContainerRequest {
+            container_id: id.to_string(),
+            memory_limit_bytes,
+            cpu_quota_us: cpu.map(|(quota, _)| quota),
+            cpu_period_us: cpu.map(|(_, period)| period),
+            pids_limit: self.pids.as_ref().map(|p| p.limit),
+        }
+    }
 }
 
 impl Spec {
@@ -318,5 +376,52 @@ mod tests {
             (p.args.len(), p.cwd.as_str(), p.terminal),
             (1, "/tmp", true)
         );
+    }
+
+    #[test]
+    fn test_update_resources_from_linux_resources_json() {
+        let json = br#"{"memory": {"limit": 33554432}, "cpu": {"quota": 50000, "period": 200000},
+            "pids": {"limit": 32}}"#;
+
+        let update = Resources::from_update(LINUX_RESOURCES_TYPE_URL, json)
+            .unwrap()
+            .update_request("c1");
+
+        assert_eq!(update.container_id, "c1");
+        assert_eq!(update.memory_limit_bytes, Some(32 << 20));
+        assert_eq!(
+            (update.cpu_quota_us, update.cpu_period_us),
+            (Some(50_000), Some(200_000))
+        );
+        assert_eq!(update.pids_limit, Some(32));
+    }
+
+    #[test]
+    fn test_update_resources_unset_values_left_alone_period_defaulted() {
+        let update = Resources::from_update(
+            LINUX_RESOURCES_TYPE_URL,
+            br#"{"memory": {"limit": 0}, "cpu": {"quota": 25000}}"#,
+        )
+        .unwrap()
+        .update_request("c1");
+
+        assert_eq!(update.memory_limit_bytes, None);
+        assert_eq!(
+            (update.cpu_quota_us, update.cpu_period_us),
+            (Some(25_000), Some(100_000))
+        );
+        assert_eq!(update.pids_limit, None);
+    }
+
+    #[test]
+    fn test_update_resources_wrong_type_or_bad_json_refused() {
+        let wrong = Resources::from_update("types.containerd.io/Other", b"{}").unwrap_err();
+        let bad = Resources::from_update(LINUX_RESOURCES_TYPE_URL, b"{memory").unwrap_err();
+
+        assert!(
+            wrong.to_string().contains("types.containerd.io/Other"),
+            "{wrong}"
+        );
+        assert!(matches!(bad, SpecError::Parse(..)), "{bad}");
     }
 }

@@ -4,6 +4,8 @@
 //! Tests never skip: when something the testbed needs is missing, [`testbed_run`] panics
 //! naming it and the command that provides it (`hack/setup` or `hack/build`).
 
+pub mod containerd;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,29 +1,29 @@
 //! Tier 3: a pod in one zone through containerd's CRI plugin (Debian's containerd 1.6 in the
 //! KVM testbed), driven by `cri-client` (tools/cri-client) as the kubelet would: RunPodSandbox
 //! with runtime handler `zone` (a host-network pod: no CNI), two containers sharing the pod's
-//! one zone VMM, ExecSync, ContainerStats, the CRI log file, containerd restarted while the
-//! pod runs, Stop/Remove of containers and pod, a removed container's spare disk reused by a
-//! later one; and nothing (shim, VMM, swtpm, mount, socket, zone state) left afterwards.
+//! one zone VMM, ExecSync, ContainerStats, UpdateContainerResources, the CRI log file,
+//! containerd restarted while the pod runs, Stop/Remove of containers and pod, a removed
+//! container's spare disk reused by a later one; and nothing (shim, VMM, swtpm, mount,
+//! socket, zone state) left afterwards.
 //!
 //! Images come from local OCI layouts (no registry): busybox for the containers and a busybox
 //! that sleeps as the pod sandbox ("pause") image, both imported into containerd's `k8s.io`
 //! namespace, which is CRI's.
 
-use zone_tests::{repo_root, testbed_run_with, value, TestbedOutput};
+use zone_tests::containerd::{assert_nothing_left, run_with_containerd, ContainerdScript};
+use zone_tests::{value, TestbedOutput};
 
-/// Starts the private containerd with CRI's sandbox image set, imports the images.
-const PRELUDE: &str = r#"
-export ZONES_SHIM_LOG=/tmp/shim.log ZONES_SANDBOX_IMAGE=zones.local/pause:1
+/// Sets CRI's sandbox image and the shim's spare disks before containerd starts, then imports
+/// the images into CRI's namespace.
+const SETTINGS: &str = r#"
+export ZONES_SANDBOX_IMAGE=zones.local/pause:1
 # Two spare disks: a third container fits only in a disk a removed one gave back.
 printf 'spare_disks = 2\nspare_disk_mib = 128\n' >/tmp/shim.toml
 export ZONES_SHIM_CONFIG_PATH=/tmp/shim.toml
-C=/tmp/ctrd
 L=/tmp/pod-logs
-for tool in containerd ctr containerd-shim-zone-v1 cri-client; do
-  command -v $tool >/dev/null || echo "missing=$tool (run hack/setup and hack/build)"
-done
-sh /zones/test/containerd-zone start $C || echo containerd-start-failed
-eval "$(sh /zones/test/containerd-zone env $C)"
+"#;
+
+const IMPORT: &str = r#"
 for image in busybox pause; do
   tar -C /zones/images/$image -cf /tmp/$image.tar .
   ctr -n k8s.io images import /tmp/$image.tar >/tmp/import.out 2>&1 ||
@@ -31,46 +31,16 @@ for image in busybox pause; do
 done
 # CRI resolves short names as the kubelet does (busybox -> docker.io/library/busybox:latest).
 ctr -n k8s.io images tag busybox:latest docker.io/library/busybox:latest >/dev/null
-count() { ps -o comm | grep -c "^$1"; }
-"#;
-
-/// Reports what is left and the logs; stops containerd.
-const EPILOGUE: &str = r#"
-sleep 1
-echo "left-shim=$(count containerd-shim)"
-echo "left-vmm=$(count zone-vmm)"
-echo "left-swtpm=$(count swtpm)"
-echo "left-mounts=$(grep -c -e /tmp/ctrd -e /run/containerd /proc/mounts)"
-echo "left-sockets=$(ls -A /run/containerd/s 2>/dev/null | wc -l)"
-echo "left-state=$(ls -A /run/zones 2>/dev/null | wc -l)"
-sh /zones/test/containerd-zone stop $C
-echo "--- shim log" >&2; cat /tmp/shim.log >&2
-echo "--- containerd log" >&2; grep -v 'level=info' $C/containerd.log | tail -n 40 >&2
 "#;
 
 fn run(body: &str) -> TestbedOutput {
-    let script = format!("{PRELUDE}{body}{EPILOGUE}");
-    testbed_run_with(
-        &script,
-        &[(
-            repo_root().join("hack/containerd-zone"),
-            "/zones/test/containerd-zone",
-        )],
-        &["--containerd", "--timeout", "900"],
-    )
-}
-
-fn assert_nothing_left(out: &TestbedOutput) {
-    for key in [
-        "left-shim",
-        "left-vmm",
-        "left-swtpm",
-        "left-mounts",
-        "left-sockets",
-        "left-state",
-    ] {
-        assert_eq!(value(out, key), "0", "{key}\n{out:#?}");
-    }
+    let script = format!("{IMPORT}{body}");
+    let test = ContainerdScript {
+        settings: SETTINGS,
+        needs: "cri-client",
+        script: &script,
+    };
+    run_with_containerd(&test, 900)
 }
 
 #[test]
@@ -93,6 +63,10 @@ cri-client exec-sync "$c1" -- sh -c 'echo to-stderr >&2; exit 3' 2>/tmp/exec.err
 echo "exec-rc=$?"
 echo "exec-err=$(cat /tmp/exec.err)"
 cri-client stats "$c1" >/tmp/stats; echo "stats-rc=$?"; cat /tmp/stats
+cri-client update --memory 50331648 --cpu-quota 50000 --cpu-period 100000 "$c1"; echo "update-rc=$?"
+echo "memory-limit=$(ctr -n k8s.io task metrics "$c1" | awk '$1 == "memory.usage_limit" {print $2}')"
+cri-client update --cpu-quota 10 --cpu-period 100000 "$c1" 2>/tmp/update.err; echo "bad-update-rc=$?"
+echo "bad-update-named=$(grep -c 'cpu_quota_us 10' /tmp/update.err)"
 sleep 1
 echo "--- CRI logs"; cat $L/c1.log $L/c2.log
 echo "log1=$(grep -c ' stdout F hello-from-c1$' $L/c1.log)"
@@ -113,10 +87,6 @@ echo "exec3-out=$(cri-client exec-sync "$c3" -- sh -c 'echo in-c3')"
 cri-client stop-pod "$pod"; echo "stop-pod-rc=$?"
 cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
 "#);
-    assert!(
-        !out.stdout.contains("missing="),
-        "the testbed lacks a tool\n{out:#?}"
-    );
     for key in [
         "run-pod-rc",
         "create1-rc",
@@ -124,6 +94,7 @@ cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
         "create2-rc",
         "start2-rc",
         "stats-rc",
+        "update-rc",
         "stop2-rc",
         "rm2-rc",
         "create3-rc",
@@ -147,6 +118,13 @@ cri-client rm-pod "$pod"; echo "rm-pod-rc=$?"
         nonzero("memory-usage") || nonzero("cpu-nanos"),
         "ContainerStats reports usage\n{out:#?}"
     );
+    assert_eq!(
+        value(&out, "memory-limit"),
+        "50331648",
+        "UpdateContainerResources reached the zone's cgroup\n{out:#?}"
+    );
+    assert_ne!(value(&out, "bad-update-rc"), "0", "{out:#?}");
+    assert_eq!(value(&out, "bad-update-named"), "1", "{out:#?}");
     assert_eq!(
         value(&out, "log1"),
         "1",

@@ -5,58 +5,25 @@
 //! zone state) is left afterwards. containerd runs privately (`hack/containerd-zone`), with the
 //! native snapshotter (the testbed loads no overlay module).
 
-use zone_tests::{repo_root, testbed_run_with, value, TestbedOutput};
+use zone_tests::containerd::{assert_nothing_left, run_with_containerd, ContainerdScript};
+use zone_tests::{value, TestbedOutput};
 
-/// Starts the private containerd and imports the busybox test image; sets `$img`.
-const PRELUDE: &str = r#"
-export ZONES_SHIM_LOG=/tmp/shim.log
-C=/tmp/ctrd
-for tool in containerd ctr containerd-shim-zone-v1; do
-  command -v $tool >/dev/null || echo "missing=$tool (run hack/setup and hack/build)"
-done
-sh /zones/test/containerd-zone start $C || echo containerd-start-failed
-eval "$(sh /zones/test/containerd-zone env $C)"
+/// Imports the busybox test image into containerd's default namespace; sets `$img`.
+const IMPORT: &str = r#"
 tar -C /zones/images/busybox -cf /tmp/busybox.tar .
 ctr images import /tmp/busybox.tar >/tmp/import.out 2>&1 || { echo import-failed; cat /tmp/import.out; }
 img=$(ctr images ls -q | head -n 1)
 echo "image=$img"
 "#;
 
-/// Reports what is left and the logs; stops containerd.
-const EPILOGUE: &str = r#"
-sleep 1
-echo "left-shim=$(ps -o comm | grep -c '^containerd-shim')"
-echo "left-vmm=$(ps -o comm | grep -c '^zone-vmm')"
-echo "left-mounts=$(grep -c -e /tmp/ctrd -e /run/containerd /proc/mounts)"
-echo "left-sockets=$(ls -A /run/containerd/s 2>/dev/null | wc -l)"
-echo "left-state=$(ls -A /run/zones 2>/dev/null | wc -l)"
-sh /zones/test/containerd-zone stop $C
-echo "--- shim log" >&2; cat /tmp/shim.log >&2
-echo "--- containerd log" >&2; grep -v 'level=info' $C/containerd.log | tail -n 40 >&2
-"#;
-
 fn run(body: &str) -> TestbedOutput {
-    let script = format!("{PRELUDE}{body}{EPILOGUE}");
-    testbed_run_with(
-        &script,
-        &[(
-            repo_root().join("hack/containerd-zone"),
-            "/zones/test/containerd-zone",
-        )],
-        &["--containerd", "--timeout", "600"],
-    )
-}
-
-fn assert_nothing_left(out: &TestbedOutput) {
-    for key in [
-        "left-shim",
-        "left-vmm",
-        "left-mounts",
-        "left-sockets",
-        "left-state",
-    ] {
-        assert_eq!(value(out, key), "0", "{key}\n{out:#?}");
-    }
+    let script = format!("{IMPORT}{body}");
+    let test = ContainerdScript {
+        settings: "",
+        needs: "script",
+        script: &script,
+    };
+    run_with_containerd(&test, 600)
 }
 
 #[test]

@@ -53,6 +53,8 @@ pub enum CgroupError {
     Parse { file: PathBuf, reason: String },
     #[error("the {0} controller is not available to containers in this zone")]
     ControllerMissing(&'static str),
+    #[error("{0} does not exist: this kernel cannot set that limit")]
+    LimitMissing(PathBuf),
     #[error("cgroup {0} still has processes after they were killed")]
     Busy(PathBuf),
     #[error("removing {0}")]
@@ -106,6 +108,33 @@ pub struct MemoryStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PidsStats {
     pub current: u64,
+}
+
+/// A cgroup limit: a number, or none (`max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Max,
+    At(u64),
+}
+
+impl Limit {
+    fn file_value(self) -> String {
+        match self {
+            Limit::Max => "max".to_string(),
+            Limit::At(n) => n.to_string(),
+        }
+    }
+}
+
+/// New limits for a running container; `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// `memory.max`, bytes.
+    pub memory: Option<u64>,
+    /// `cpu.max`: the quota and the period, in microseconds.
+    pub cpu: Option<(Limit, u64)>,
+    /// `pids.max`.
+    pub pids: Option<Limit>,
 }
 
 impl Cgroup {
@@ -261,6 +290,32 @@ impl Cgroup {
     fn controllers(&self) -> Result<Vec<String>, CgroupError> {
         let text = read_file(&self.path.join("cgroup.controllers"))?;
         Ok(text.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// Writes the limits that are set. Every file is checked first, so that a limit this
+    /// kernel cannot set (its controller or file missing) changes nothing.
+    pub fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
+        let mut writes = Vec::new();
+        if let Some(bytes) = limits.memory {
+            writes.push(("memory", "memory.max", bytes.to_string()));
+        }
+        if let Some((quota, period)) = limits.cpu {
+            writes.push(("cpu", "cpu.max", format!("{} {period}", quota.file_value())));
+        }
+        if let Some(pids) = limits.pids {
+            writes.push(("pids", "pids.max", pids.file_value()));
+        }
+        for (controller, file, _) in &writes {
+            self.require(controller)?;
+            let path = self.path.join(file);
+            if !path.exists() {
+                return Err(CgroupError::LimitMissing(path));
+            }
+        }
+        for (_, file, value) in writes {
+            write_file(&self.path.join(file), &value)?;
+        }
+        Ok(())
     }
 
     fn require(&self, controller: &'static str) -> Result<(), CgroupError> {

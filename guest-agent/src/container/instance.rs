@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 use nix::errno::Errno;
 
 use super::caps::{default_capabilities, kernel_last_cap, CapError};
-use super::cgroup::{Cgroup, CgroupError, CgroupPlace, CgroupStats};
+use super::cgroup::{Cgroup, CgroupError, CgroupPlace, CgroupStats, Limits};
 use super::config::{ConfigError, ContainerConfig, ContainerId, ProcessConfig, RootfsSource};
 use super::process::{ChildSteps, StepsInput};
 use super::rootfs::{
@@ -260,6 +260,12 @@ impl Container {
     /// The container's cgroup directory.
     pub fn cgroup_dir(&self) -> &Path {
         self.cgroup.path()
+    }
+
+    /// Changes the limits of the container's cgroup.
+    pub fn update(&self, limits: &Limits) -> Result<(), ContainerError> {
+        self.live()?;
+        Ok(self.cgroup.set_limits(limits)?)
     }
 
     pub fn stats(&self) -> Result<CgroupStats, ContainerError> {

@@ -25,7 +25,9 @@ pub mod volumes;
 pub mod zone_userland;
 
 pub use caps::{default_capabilities, CapError, CapSet, Capability, CapabilitySets};
-pub use cgroup::{CgroupError, CgroupPlace, CgroupStats, CpuStats, MemoryStats, PidsStats};
+pub use cgroup::{
+    CgroupError, CgroupPlace, CgroupStats, CpuStats, Limit, Limits, MemoryStats, PidsStats,
+};
 pub use config::{
     ConfigError, ContainerConfig, ContainerId, MountKind, MountOptions, MountSpec, ProcessConfig,
     RootfsSource,

@@ -10,6 +10,7 @@
 //! cri-client -e unix:///tmp/ctrd/containerd.sock run-pod --handler zone --log-dir /tmp/logs p1
 //! cri-client create --pod ID --pod-name p1 --log-dir /tmp/logs --image busybox c1 -- sh -c 'echo hi'
 //! cri-client start ID; cri-client exec-sync ID -- echo hi; cri-client stats ID
+//! cri-client update --memory 33554432 --cpu-quota 50000 --cpu-period 100000 ID
 //! cri-client stop ID; cri-client rm ID; cri-client stop-pod ID; cri-client rm-pod ID
 //! ```
 
@@ -23,10 +24,11 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerStatsRequest, ContainerStatusRequest,
     CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest, VersionRequest,
+    LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata, PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    UpdateContainerResourcesRequest, VersionRequest,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
@@ -97,6 +99,18 @@ enum Command {
         id: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// UpdateContainerResources: new memory, CPU and pids limits (Linux).
+    Update {
+        /// memory.max, bytes.
+        #[arg(long, default_value_t = 0)]
+        memory: i64,
+        /// CPU time (µs) per period.
+        #[arg(long, default_value_t = 0)]
+        cpu_quota: i64,
+        #[arg(long, default_value_t = 0)]
+        cpu_period: i64,
+        id: String,
     },
     /// ContainerStats: prints `cpu-nanos=N`, `memory-working-set=N` and `memory-usage=N`.
     Stats { id: String },
@@ -258,6 +272,27 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             std::io::stdout().write_all(&response.stdout)?;
             std::io::stderr().write_all(&response.stderr)?;
             return Ok(response.exit_code);
+        }
+        Command::Update {
+            memory,
+            cpu_quota,
+            cpu_period,
+            id,
+        } => {
+            let resources = LinuxContainerResources {
+                memory_limit_in_bytes: memory,
+                cpu_quota,
+                cpu_period,
+                ..Default::default()
+            };
+            client
+                .update_container_resources(UpdateContainerResourcesRequest {
+                    container_id: id,
+                    linux: Some(resources),
+                    ..Default::default()
+                })
+                .await
+                .context("UpdateContainerResources")?;
         }
         Command::Stats { id } => {
             let stats = client
