@@ -19,10 +19,10 @@ use zone_agent::server;
 use zone_proto::agent::v1::agent_client::AgentClient;
 use zone_proto::agent::v1::shutdown_request::Action;
 use zone_proto::agent::v1::{
-    CreateContainerRequest, ExecProcessRequest, ListProcessesRequest, OutputStream, ProcessSpec,
-    ReadOutputRequest, RemoveContainerRequest, ResizePtyRequest, Rlimit, ShutdownRequest,
-    SignalProcessRequest, StartProcessRequest, WaitProcessRequest, WaitProcessResponse,
-    WriteStdinRequest,
+    CreateContainerRequest, ExecProcessRequest, ListProcessesRequest, OomEventsRequest,
+    OutputStream, ProcessSpec, ReadOutputRequest, RemoveContainerRequest, ResizePtyRequest, Rlimit,
+    ShutdownRequest, SignalProcessRequest, StartProcessRequest, UpdateContainerRequest,
+    WaitProcessRequest, WaitProcessResponse, WriteStdinRequest,
 };
 
 type Client = AgentClient<Channel>;
@@ -461,6 +461,59 @@ async fn test_bad_requests_refused_and_agent_goes_on() {
         .unwrap();
     start(&mut client, "after", "").await.unwrap();
     assert_eq!(wait(&mut client, "after", "").await.exit_code, 0);
+}
+
+#[tokio::test]
+async fn test_update_refused_for_bad_limits_unknown_or_cgroupless_container() {
+    let agent = start_agent();
+    let mut client = connect(&agent.socket).await;
+    client
+        .create_container(create("bare", process(&["sleep", "100"])))
+        .await
+        .expect("create");
+    let update = |id: &str, memory: Option<u64>| UpdateContainerRequest {
+        container_id: id.into(),
+        memory_limit_bytes: memory,
+        ..Default::default()
+    };
+
+    let zero = client
+        .update_container(update("bare", Some(0)))
+        .await
+        .unwrap_err();
+    let unknown = client
+        .update_container(update("nobody", Some(1 << 30)))
+        .await
+        .unwrap_err();
+    let bare = client
+        .update_container(update("bare", Some(1 << 30)))
+        .await
+        .unwrap_err();
+    let mut half_cpu = update("bare", None);
+    half_cpu.cpu_period_us = Some(100_000);
+    let half_cpu = client.update_container(half_cpu).await.unwrap_err();
+
+    assert_eq!(zero.code(), Code::InvalidArgument);
+    assert!(zero.message().contains("memory_limit_bytes 0"), "{zero}");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown}");
+    // A container in the zone's own userland has no cgroup to limit.
+    assert_eq!(bare.code(), Code::FailedPrecondition, "{bare}");
+    assert_eq!(half_cpu.code(), Code::InvalidArgument);
+    assert!(half_cpu.message().contains("go together"), "{half_cpu}");
+    // The OOM event stream opens; nothing is killed here, so it stays quiet.
+    let mut events = client
+        .oom_events(OomEventsRequest {})
+        .await
+        .expect("OomEvents")
+        .into_inner();
+    let quiet = tokio::time::timeout(Duration::from_millis(200), events.message()).await;
+    assert!(quiet.is_err(), "an OOM event without a kill: {quiet:?}");
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: "bare".into(),
+        })
+        .await
+        .expect("remove");
 }
 
 #[tokio::test]
