@@ -665,9 +665,8 @@ impl ZoneTasks {
         }
         let resources = Resources::from_update(&req.resources.type_url, &req.resources.value)?;
         let update = resources.update_request(&req.id);
-        let client = state.zone()?.client();
+        let mut client = state.zone()?.client();
         drop(state);
-        let mut client = client;
         client.update_container(update).await.map_err(agent_error)?;
         tracing::info!(container = %req.id, "resources updated");
         Ok(Empty::new())
