@@ -13,15 +13,15 @@ use zone_proto::agent::v1::agent_server::Agent;
 use zone_proto::agent::v1::shutdown_request::Action;
 use zone_proto::agent::v1::{
     ActivateCredentialRequest, ActivateCredentialResponse, AgentReady, CloseStdinRequest,
-    CloseStdinResponse, ContainerStatsRequest, ContainerStatsResponse, CreateContainerRequest,
-    CreateContainerResponse, ExecProcessRequest, ExecProcessResponse, InfoRequest,
-    ListProcessesRequest, ListProcessesResponse, OomEvent, OomEventsRequest, OutputChunk,
-    OutputStream, QuoteRequest, QuoteResponse, ReadOutputRequest, RemoveContainerRequest,
-    RemoveContainerResponse, ResizePtyRequest, ResizePtyResponse, ShutdownRequest,
-    ShutdownResponse, SignalProcessRequest, SignalProcessResponse, StartProcessRequest,
-    StartProcessResponse, TpmKeysRequest, TpmKeysResponse, UpdateContainerRequest,
-    UpdateContainerResponse, WaitProcessRequest, WaitProcessResponse, WriteStdinRequest,
-    WriteStdinResponse,
+    CloseStdinResponse, ConfigureNetworkRequest, ConfigureNetworkResponse, ContainerStatsRequest,
+    ContainerStatsResponse, CreateContainerRequest, CreateContainerResponse, ExecProcessRequest,
+    ExecProcessResponse, InfoRequest, ListProcessesRequest, ListProcessesResponse, OomEvent,
+    OomEventsRequest, OutputChunk, OutputStream, QuoteRequest, QuoteResponse, ReadOutputRequest,
+    RemoveContainerRequest, RemoveContainerResponse, ResizePtyRequest, ResizePtyResponse,
+    ShutdownRequest, ShutdownResponse, SignalProcessRequest, SignalProcessResponse,
+    StartProcessRequest, StartProcessResponse, TpmKeysRequest, TpmKeysResponse,
+    UpdateContainerRequest, UpdateContainerResponse, WaitProcessRequest, WaitProcessResponse,
+    WriteStdinRequest, WriteStdinResponse,
 };
 
 use crate::attestation::ZoneTpm;
@@ -312,6 +312,15 @@ impl Agent for AgentService {
         tracing::info!(?action, "shutdown requested");
         self.shutdown.send_replace(Some(action));
         Ok(Response::new(ShutdownResponse {}))
+    }
+
+    async fn configure_network(
+        &self,
+        _request: Request<ConfigureNetworkRequest>,
+    ) -> Result<Response<ConfigureNetworkResponse>, Status> {
+        Err(Status::unimplemented(
+            "ConfigureNetwork is not implemented yet",
+        ))
     }
 
     async fn tpm_keys(
