@@ -7,5 +7,6 @@
 
 pub mod config;
 pub mod dns;
+pub mod netns;
 
 pub use config::{DnsConfig, GuestInterface, GuestNetwork, GuestRoute, IpCidr, MacAddr};
