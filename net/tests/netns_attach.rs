@@ -500,3 +500,41 @@ fn test_attach_tap_name_taken_by_other_device_fails_before_touching_tc() {
     let qdiscs = a.tc(&["qdisc", "show"]);
     assert!(!qdiscs.contains("ingress"), "{qdiscs}");
 }
+
+/// A process holding a namespace, killed on drop (also when the test fails).
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn test_attach_by_proc_pid_path_works_and_detach_after_the_process_is_gone_is_ok() {
+    let (a, b) = cni_like("proc");
+    let veth_mac = a.mac("eth0");
+    let holder = Holder(
+        Command::new("ip")
+            .args(["netns", "exec", &a.name, "sleep", "60"])
+            .spawn()
+            .unwrap(),
+    );
+    let path = PathBuf::from(format!("/proc/{}/ns/net", holder.0.id()));
+    // `ip netns exec` enters A a moment after it starts.
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(&path).unwrap() == ours {
+        assert!(Instant::now() < deadline, "ip netns exec never entered A");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = netns::attach(&path).expect("attach through /proc/PID/ns/net");
+    assert_eq!(t.guest.interfaces[0].mac, veth_mac);
+    assert_traffic_flows(&t, &b, veth_mac);
+    drop(t);
+    netns::detach(&path).expect("detach through /proc/PID/ns/net");
+    a.assert_untouched();
+    drop(holder);
+    netns::detach(&path).expect("detach once the process is gone");
+}

@@ -60,7 +60,8 @@ impl From<&LinkMessage> for Link {
 impl Link {
     /// Whether this can be the pod's interface: an Ethernet-like link that is neither our tap
     /// nor another tun/tap, nor one of the fallback devices the GRE modules put in every
-    /// namespace (`gretap0`, `erspan0`, ...).
+    /// namespace (`gretap0`, `erspan0`, ...), nor an ifb (traffic shaping's helper device,
+    /// which the ifb module creates in the host namespace).
     fn is_candidate(&self, tap_name: &str) -> bool {
         self.ether
             && self.name != tap_name
@@ -68,6 +69,7 @@ impl Link {
                 self.kind,
                 Some(
                     InfoKind::Tun
+                        | InfoKind::Ifb
                         | InfoKind::GreTap
                         | InfoKind::GreTap6
                         | InfoKind::ErSpan
@@ -256,6 +258,7 @@ mod tests {
             link(2, "gretap0", true, Some(InfoKind::GreTap)),
             link(3, "sit0", false, Some(InfoKind::SitTun)),
             link(4, "tap0_zone", true, Some(InfoKind::Tun)),
+            link(6, "ifb0", true, Some(InfoKind::Ifb)),
             link(5, "eth0", true, Some(InfoKind::Veth)),
         ];
         assert_eq!(select(&links, "tap0_zone").unwrap().name, "eth0");
