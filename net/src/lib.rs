@@ -6,5 +6,6 @@
 //! agent must configure ([`GuestNetwork`]); the VMM gets the tap as an open descriptor.
 
 pub mod config;
+pub mod ipam;
 
 pub use config::{DnsConfig, GuestInterface, GuestNetwork, GuestRoute, IpCidr, MacAddr};
