@@ -8,5 +8,6 @@
 pub mod bridge;
 pub mod config;
 pub mod ipam;
+pub mod ports;
 
 pub use config::{DnsConfig, GuestInterface, GuestNetwork, GuestRoute, IpCidr, MacAddr};
