@@ -82,6 +82,7 @@ impl Drop for TestNet {
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.params.bridge])
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }
@@ -344,4 +345,78 @@ fn test_attach_bad_zone_id_refused_before_anything() {
     let err = net.attach("../etc").unwrap_err();
     assert!(matches!(err, BridgeError::ZoneId(_)), "{err}");
     assert!(!link_exists(&net.params.bridge));
+}
+
+#[test]
+fn test_attach_host_routing_in_sandbox_forwarding_and_nat_or_note() {
+    // The host-wide part (ip_forward, nftables) is per network namespace: run the whole
+    // attach from a thread in a throwaway namespace so the machine's settings stay as they are.
+    let mut net = TestNet::new('g');
+    net.params.host_routing = true;
+    let zone = net.zone_id(1);
+    let forwarding_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET).unwrap();
+                let lease = net.attach(&zone).unwrap();
+                let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+                let nft = Command::new("nft")
+                    .args(["list", "table", "ip", "zones"])
+                    .output();
+                net.release(&zone).unwrap();
+
+                assert_eq!(forwarding.trim(), "1");
+                match nft {
+                    Ok(out) if out.status.success() => {
+                        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+                        assert!(table.contains("masquerade"), "{table}");
+                        assert_eq!(lease.note, None);
+                    }
+                    _ => assert_eq!(
+                        lease.note.as_deref(),
+                        Some(
+                            format!(
+                                "zones on {} can reach this host but not beyond: nft not found",
+                                net.params.bridge
+                            )
+                            .as_str()
+                        ),
+                        "without nft the caller gets the note"
+                    ),
+                }
+            })
+            .join()
+            .unwrap();
+    });
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        forwarding_before,
+        "the test's own namespace was not touched"
+    );
+}
+
+#[tokio::test]
+async fn test_publish_host_port_reaches_zone_on_bridge() {
+    let mut net = TestNet::new('h');
+    let zone = net.zone_id(1);
+    let lease = net.attach(&zone).unwrap();
+    let zone_addr = SocketAddr::new(lease.address.addr, 8080);
+    let server = serve_once(Some(lease.netns.clone()), zone_addr, "zone");
+    let mapping = zone_net::ports::PortMapping {
+        host_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        host_port: 0,
+        zone_port: 8080,
+    };
+
+    let publisher = zone_net::ports::publish(&[mapping], lease.address.addr)
+        .await
+        .unwrap();
+
+    let host_addr = publisher.local_addrs()[0];
+    let answer = tokio::task::spawn_blocking(move || ping_pong(host_addr))
+        .await
+        .unwrap();
+    server.join().unwrap();
+    assert_eq!(answer, "pong from zone");
 }
