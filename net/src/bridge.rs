@@ -168,6 +168,7 @@ pub fn release(state_root: &Path, zone_id: &str) -> Result<(), BridgeError> {
 }
 
 /// [`attach`] with explicit parameters.
+#[tracing::instrument(skip_all, fields(zone = %zone_id, bridge = %params.bridge))]
 pub fn attach_with(
     params: &BridgeParams,
     state_root: &Path,
@@ -192,7 +193,7 @@ pub fn attach_with(
     let mut done = Done::default();
     match attach_steps(params, &lease, address, &mut done) {
         Ok(()) => {
-            tracing::debug!(zone = %zone_id, address = %lease.address, "attached to {}", params.bridge);
+            tracing::debug!(address = %lease.address, "attached");
             Ok(lease)
         }
         Err(e) => {
@@ -203,6 +204,7 @@ pub fn attach_with(
 }
 
 /// [`release`] with explicit parameters. Every step is tried; the first failure is returned.
+#[tracing::instrument(skip_all, fields(zone = %zone_id))]
 pub fn release_with(
     params: &BridgeParams,
     state_root: &Path,
