@@ -2,8 +2,9 @@
 //! API the kubelet speaks) over its Unix socket, one RPC per command, so that shell scripts in
 //! the KVM testbed can play the kubelet's part against containerd's CRI plugin.
 //!
-//! Pods are host-network pods (`NamespaceMode::NODE`: no CNI is needed); a pod's name also
-//! names its uid and its Kubernetes namespace is `default`. Ids go to stdout, one per line,
+//! Pods are host-network pods (`NamespaceMode::NODE`: no CNI is needed) unless `--pod-network`
+//! asks for their own network (CNI); a pod's name also names its uid and its Kubernetes
+//! namespace is `default`. Ids go to stdout, one per line,
 //! errors to stderr with a non-zero status.
 //!
 //! ```text
@@ -55,8 +56,12 @@ struct Cli {
 enum Command {
     /// Print the runtime's name and version.
     Version,
-    /// RunPodSandbox: start a host-network pod; prints its id.
+    /// RunPodSandbox: start a host-network pod (with --pod-network, a pod with its own network
+    /// from the runtime's CNI plugins); prints its id.
     RunPod {
+        /// The pod gets its own network namespace, set up by CNI.
+        #[arg(long)]
+        pod_network: bool,
         /// The runtime handler (containerd's `runtimes.<name>`, a RuntimeClass's `handler`).
         #[arg(long, default_value = "")]
         handler: String,
@@ -76,6 +81,9 @@ enum Command {
         pod_name: String,
         #[arg(long)]
         log_dir: PathBuf,
+        /// The pod was started with --pod-network.
+        #[arg(long)]
+        pod_network: bool,
         /// The image, by name or id (it must be in the runtime's image store already).
         #[arg(long)]
         image: String,
@@ -116,7 +124,7 @@ enum Command {
     Stats { id: String },
     /// ContainerStatus: prints `state=...`, `exit-code=N` and `log-path=...`.
     Status { id: String },
-    /// PodSandboxStatus: prints `state=...`.
+    /// PodSandboxStatus: prints `state=...` and `ip=...` (empty for a host-network pod).
     PodStatus { id: String },
     /// StopContainer (SIGTERM, SIGKILL after the timeout).
     Stop {
@@ -149,8 +157,8 @@ async fn connect(endpoint: &str, timeout: Duration) -> anyhow::Result<Client> {
     Ok(RuntimeServiceClient::new(channel))
 }
 
-/// A host-network pod's config; `create` sends the same one again.
-fn pod_config(name: &str, log_dir: &std::path::Path) -> PodSandboxConfig {
+/// A pod's config; `create` sends the same one again.
+fn pod_config(name: &str, log_dir: &std::path::Path, pod_network: bool) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
             name: name.to_string(),
@@ -158,13 +166,17 @@ fn pod_config(name: &str, log_dir: &std::path::Path) -> PodSandboxConfig {
             namespace: "default".to_string(),
             attempt: 0,
         }),
-        // None, as the kubelet gives a host-network pod: it has the host's UTS namespace
-        // (runc refuses to set a hostname there).
-        hostname: String::new(),
+        // None for a host-network pod, as the kubelet gives it: it has the host's UTS
+        // namespace (runc refuses to set a hostname there).
+        hostname: if pod_network {
+            name.to_string()
+        } else {
+            String::new()
+        },
         log_directory: log_dir.display().to_string(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(host_network()),
+                namespace_options: Some(namespaces(pod_network)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -173,9 +185,13 @@ fn pod_config(name: &str, log_dir: &std::path::Path) -> PodSandboxConfig {
     }
 }
 
-fn host_network() -> NamespaceOption {
+fn namespaces(pod_network: bool) -> NamespaceOption {
     NamespaceOption {
-        network: NamespaceMode::Node.into(),
+        network: if pod_network {
+            NamespaceMode::Pod.into()
+        } else {
+            NamespaceMode::Node.into()
+        },
         pid: NamespaceMode::Container.into(),
         ipc: NamespaceMode::Pod.into(),
         ..Default::default()
@@ -196,13 +212,14 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
         }
         Command::RunPod {
+            pod_network,
             handler,
             log_dir,
             name,
         } => {
             let response = client
                 .run_pod_sandbox(RunPodSandboxRequest {
-                    config: Some(pod_config(&name, &log_dir)),
+                    config: Some(pod_config(&name, &log_dir, pod_network)),
                     runtime_handler: handler,
                 })
                 .await
@@ -213,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             pod,
             pod_name,
             log_dir,
+            pod_network,
             image,
             log_path,
             name,
@@ -231,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 log_path: log_path.unwrap_or_else(|| format!("{name}.log")),
                 linux: Some(LinuxContainerConfig {
                     security_context: Some(LinuxContainerSecurityContext {
-                        namespace_options: Some(host_network()),
+                        namespace_options: Some(namespaces(pod_network)),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -242,7 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .create_container(CreateContainerRequest {
                     pod_sandbox_id: pod,
                     config: Some(config),
-                    sandbox_config: Some(pod_config(&pod_name, &log_dir)),
+                    sandbox_config: Some(pod_config(&pod_name, &log_dir, pod_network)),
                 })
                 .await
                 .context("CreateContainer")?;
@@ -338,6 +356,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .status
                 .context("PodSandboxStatus answered without a status")?;
             println!("state={}", status.state().as_str_name());
+            let ip = status.network.map(|n| n.ip).unwrap_or_default();
+            println!("ip={ip}");
         }
         Command::Stop { timeout, id } => {
             client
