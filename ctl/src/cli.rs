@@ -69,6 +69,7 @@ pub struct ZoneRef {
                         zonectl run -e GREETING=hi --cpus 2 busybox sh -c 'echo $GREETING; nproc'\n  \
                         zonectl run --bare --memory 512M -- uname -a\n  \
                         zonectl run -d --name job busybox sh -c 'echo done'; zonectl logs job\n  \
+                        zonectl run -d --network bridge -p 8080:80 busybox httpd -f -p 80\n  \
                         zonectl run --rootfs rootfs.ext4 -u nobody -w /tmp -- sh -c 'id; pwd'")]
 pub struct RunArgs {
     /// Start the zone in the background and print its id; a supervisor process keeps it
@@ -106,6 +107,18 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub isolation: crate::isolation_args::IsolationArgs,
+
+    /// The zone's network: `none` (loopback only), `bridge` (an address on the host's zones0
+    /// bridge, reachable from the host; with -p for ports), or `ns:PATH`, a network namespace
+    /// holding one veth with its addresses and routes (as CNI or `ip netns add` + veth make
+    /// it), which the zone then joins.
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = crate::network::NetworkMode::from_str)]
+    pub network: crate::network::NetworkMode,
+
+    /// Publish a zone's TCP port on the host: `HOST_PORT:ZONE_PORT` or
+    /// `HOST_IP:HOST_PORT:ZONE_PORT` (repeatable; needs --network bridge).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:ZONE", value_parser = zone_net::ports::PortMapping::from_str)]
+    pub publish: Vec<zone_net::ports::PortMapping>,
 
     /// Set an environment variable for the command (repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V", value_parser = parse_env)]

@@ -17,6 +17,7 @@ pub mod isolation_args;
 pub mod kill;
 pub mod lifeline;
 pub mod logs;
+pub mod network;
 pub mod ps;
 pub mod raw_terminal;
 pub mod reference;

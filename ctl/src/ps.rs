@@ -98,6 +98,7 @@ mod tests {
             error: None,
             auto_remove: false,
             boot: None,
+            network: None,
         }
     }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::network;
 use crate::stop;
 use crate::zone_dir::{ZoneDir, DEFAULT_STATE_ROOT};
 use crate::zone_proc;
@@ -65,6 +66,11 @@ fn remove(root: &Path, reference: &str, force: bool) -> anyhow::Result<()> {
     }
     // A supervisor outliving its VMM, or a VMM that ignored SIGTERM: nothing may stay behind.
     stop::kill_all(&state);
+    // The owner undoes the network as the zone ends; after a crash (its supervisor killed)
+    // that is left to us. Undoing twice is harmless.
+    if let Some(record) = &state.network {
+        network::tear_down(record, root, &state.id);
+    }
     let zone = ZoneDir::open(root, &state.id);
     zone.remove()
         .with_context(|| format!("removing {}", zone.path().display()))?;

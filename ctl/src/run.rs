@@ -10,6 +10,7 @@
 
 use std::env;
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -27,8 +28,9 @@ use crate::attach::{self, Attach, ProcessEnd, Sink};
 use crate::cli::{DiskSpec, RootfsSpec, RunArgs};
 use crate::interrupt::Interrupt;
 use crate::lifeline::{Lifeline, AGENT_PORT};
+use crate::network::{self, ZoneNetwork};
 use crate::timing;
-use crate::vmm_process::{VmmConfig, VmmProcess, VmmTpm};
+use crate::vmm_process::{VmmConfig, VmmNet, VmmProcess, VmmTpm};
 use crate::workload::{self, ImageDigests};
 use crate::zone_dir::ZoneDir;
 use crate::zone_state::{self, BootRecord, Status, ZoneState};
@@ -100,7 +102,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let _entered = span.enter();
     let mut state = new_state(&zone, &args, &prepared);
     state.save(zone.path())?;
-    let (listener, mut vmm) = launch(&zone, &args, &prepared, &mut state)?;
+    // Before the VMM: dropped after it, when the tap has gone with the VMM.
+    let mut network = set_up_network(&zone, &args, &mut state)?;
+    let (listener, mut vmm) = launch(&zone, &args, &prepared, &mut state, network.as_mut())?;
     timing::mark("VMM spawned");
     interrupt.set_vmm(Some(vmm.pid()));
     let attach = Attach {
@@ -115,6 +119,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         &interrupt,
         prepared.create,
         &attach,
+        network.as_ref(),
     );
     interrupt.set_vmm(None);
     match outcome {
@@ -161,6 +166,7 @@ pub fn check_name_free(args: &RunArgs) -> anyhow::Result<()> {
 /// Checks the files, resolves the workload (building the image's root file system) and reads
 /// stdin for `-i`.
 pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
+    network::check_args(&args.network, &args.publish)?;
     if !args.force && Path::new(PVM_MODULE).exists() {
         bail!(
             "this host's /dev/kvm is PVM nested virtualization that cannot boot a stock Linux \
@@ -244,6 +250,7 @@ pub fn new_state(zone: &ZoneDir, args: &RunArgs, prepared: &Prepared) -> ZoneSta
         exit_code: None,
         error: None,
         auto_remove: args.auto_remove,
+        network: None,
         boot: Some(BootRecord {
             vmm: prepared.vmm_binary.clone(),
             kernel: args.kernel.clone(),
@@ -255,17 +262,34 @@ pub fn new_state(zone: &ZoneDir, args: &RunArgs, prepared: &Prepared) -> ZoneSta
     }
 }
 
-/// Listens for the agent and starts the VMM; records the zone as running.
+/// Sets up the zone's network (`--network`) and records it in the zone's state.
+pub fn set_up_network(
+    zone: &ZoneDir,
+    args: &RunArgs,
+    state: &mut ZoneState,
+) -> anyhow::Result<Option<ZoneNetwork>> {
+    let network = network::set_up(&args.network, &args.publish, &args.state_root, zone.id())?;
+    if let Some(network) = &network {
+        state.network = Some(network.record.clone());
+        state.save(zone.path())?;
+        timing::mark("network");
+    }
+    Ok(network)
+}
+
+/// Listens for the agent and starts the VMM (with the zone's tap, which it takes); records
+/// the zone as running.
 pub fn launch(
     zone: &ZoneDir,
     args: &RunArgs,
     prepared: &Prepared,
     state: &mut ZoneState,
+    network: Option<&mut ZoneNetwork>,
 ) -> anyhow::Result<(UnixListener, VmmProcess)> {
     let listener_path = zone.vsock_listener(AGENT_PORT);
     let listener = UnixListener::bind(&listener_path)
         .with_context(|| format!("listening on {}", listener_path.display()))?;
-    let config = VmmConfig {
+    let mut config = VmmConfig {
         kernel: args.kernel.clone(),
         initrd: args.initrd.clone(),
         memory: args.shape.memory,
@@ -274,9 +298,23 @@ pub fn launch(
         vsock_socket: zone.vsock_socket(),
         serial_log: (!args.keep_console).then(|| zone.console_log()),
         tpm: (!args.no_tpm).then(|| zone_tpm(zone, prepared.image_digests.as_ref())),
+        net: None,
     };
+    // The VMM inherits the tap; ours closes once it runs, so the tap lives as long as the VMM.
+    let tap = network.and_then(|network| {
+        let tap = network.tap.take()?;
+        Some((tap, network.mac, network.mtu))
+    });
+    if let Some((tap, mac, mtu)) = &tap {
+        config.net = Some(VmmNet {
+            fd: tap.as_raw_fd(),
+            mac: *mac,
+            mtu: *mtu,
+        });
+    }
     let vmm = VmmProcess::spawn(&prepared.vmm_binary, &config, args.keep_console)
         .context("starting the VMM (is zone-vmm built? pass --vmm PATH)")?;
+    drop(tap);
     tracing::debug!(pid = vmm.pid().as_raw(), "VMM started");
     state.vmm_pid = Some(vmm.pid().as_raw());
     state.status = Status::Running;
@@ -293,8 +331,9 @@ pub fn drive(
     interrupt: &Interrupt,
     create: CreateContainerRequest,
     attach: &Attach,
+    network: Option<&ZoneNetwork>,
 ) -> Outcome {
-    match talk_to_agent(zone, listener, vmm, interrupt, create, attach) {
+    match talk_to_agent(zone, listener, vmm, interrupt, create, attach, network) {
         Ok(end) => {
             finish_vmm(vmm, zone);
             Outcome::Finished(end)
@@ -332,6 +371,7 @@ pub fn talk_to_agent(
     interrupt: &Interrupt,
     create: CreateContainerRequest,
     attach: &Attach,
+    network: Option<&ZoneNetwork>,
 ) -> anyhow::Result<ProcessEnd> {
     let mut lifeline = Lifeline::accept(listener, AGENT_CONNECT_TIMEOUT, || {
         if let Some(signal) = interrupt.received() {
@@ -357,6 +397,11 @@ pub fn talk_to_agent(
         let mut client = agent_client::connect_retrying(&zone.vsock_socket(), AGENT_API_PATIENCE)
             .await
             .context("reaching the agent's service")?;
+        // Held until the command ends: the proxies of `-p`.
+        let _published = match network {
+            Some(network) => Some(configure_network(&mut client, network).await?),
+            None => None,
+        };
         let end = match client.create_container(create).await {
             Ok(_) => {
                 timing::mark("container created");
@@ -390,6 +435,33 @@ pub fn talk_to_agent(
     })?;
     drop(lifeline);
     Ok(end)
+}
+
+/// Gives the zone its addresses, routes and DNS, then publishes its ports on the host.
+async fn configure_network(
+    client: &mut agent_client::Client,
+    network: &ZoneNetwork,
+) -> anyhow::Result<Option<zone_net::ports::PortPublisher>> {
+    client
+        .configure_network(network.guest.to_request())
+        .await
+        .map_err(|status| {
+            anyhow::anyhow!(
+                "configuring the zone's network: {}",
+                agent_client::describe(&status)
+            )
+        })?;
+    timing::mark("network configured");
+    if network.publish.is_empty() {
+        return Ok(None);
+    }
+    let zone_ip = network
+        .zone_ip
+        .context("-p needs the zone's address, and the zone has none")?;
+    let publisher = zone_net::ports::publish(&network.publish, zone_ip)
+        .await
+        .context("publishing the zone's ports")?;
+    Ok(Some(publisher))
 }
 
 fn finish_vmm(vmm: &mut VmmProcess, zone: &ZoneDir) {

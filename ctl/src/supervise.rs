@@ -115,7 +115,9 @@ fn supervise(
     state: &mut ZoneState,
 ) -> anyhow::Result<()> {
     let prepared = run::prepare(args)?;
-    let (listener, mut vmm) = run::launch(zone, args, &prepared, state)?;
+    // Before the VMM: dropped after it, when the tap has gone with the VMM.
+    let mut network = run::set_up_network(zone, args, state)?;
+    let (listener, mut vmm) = run::launch(zone, args, &prepared, state, network.as_mut())?;
     interrupt.set_vmm(Some(vmm.pid()));
     let attach = Attach {
         stdin: false,
@@ -132,6 +134,7 @@ fn supervise(
         interrupt,
         prepared.create,
         &attach,
+        network.as_ref(),
     );
     interrupt.set_vmm(None);
     match outcome {

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{self, Read};
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -49,6 +50,16 @@ pub struct VmmConfig {
     pub serial_log: Option<PathBuf>,
     /// The zone's vTPM; `None`: the zone has none.
     pub tpm: Option<VmmTpm>,
+    /// The zone's network device; `None`: loopback only.
+    pub net: Option<VmmNet>,
+}
+
+/// A virtio-net device backed by a tap the VMM inherits as descriptor `fd`.
+#[derive(Debug, Clone, Copy)]
+pub struct VmmNet {
+    pub fd: RawFd,
+    pub mac: zone_net::MacAddr,
+    pub mtu: u32,
 }
 
 /// Where the VMM keeps a zone's vTPM and what it measures into PCR 15 besides the boot.
@@ -79,6 +90,12 @@ pub fn vmm_args(config: &VmmConfig) -> Vec<OsString> {
         args.extend(["--disk".into(), disk.to_vmm_arg().into()]);
     }
     args.extend(["--vsock".into(), config.vsock_socket.clone().into()]);
+    if let Some(net) = &config.net {
+        args.extend([
+            "--net".into(),
+            format!("fd={},mac={},mtu={}", net.fd, net.mac, net.mtu).into(),
+        ]);
+    }
     if let Some(log) = &config.serial_log {
         args.extend(["--serial-log".into(), log.clone().into()]);
     }
@@ -96,6 +113,21 @@ pub fn vmm_args(config: &VmmConfig) -> Vec<OsString> {
         }
     }
     args
+}
+
+/// Lets `fd` survive exec (in the forked child: only fcntl(2), async-signal-safe).
+fn clear_close_on_exec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a descriptor number only read and set its flags; a closed
+    // number fails with EBADF, which is returned.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A running VMM; killed and waited for on drop unless it already exited.
@@ -127,13 +159,18 @@ impl VmmProcess {
             })
             // Its own process group: a terminal's Ctrl-C reaches zonectl, which stops it.
             .process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2)
-        // and pthread_sigmask(3), which are async-signal-safe; it shares no memory with the
-        // parent.
+        let inherited_fd = config.net.map(|net| net.fd);
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // fcntl(2) and pthread_sigmask(3), which are async-signal-safe; it shares no memory
+        // with the parent (the descriptor number is copied in).
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 // If zonectl dies without cleaning up (SIGKILL), the VMM goes with it.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                // The tap named by `--net fd=N` stays open across exec.
+                if let Some(fd) = inherited_fd {
+                    clear_close_on_exec(fd)?;
+                }
                 // zonectl blocks SIGINT/SIGTERM/SIGHUP for its signal thread; the VMM must not
                 // inherit that.
                 SigSet::empty().thread_set_mask()?;
@@ -252,6 +289,7 @@ mod tests {
             vsock_socket: "/run/zones/abc/vsock.sock".into(),
             serial_log,
             tpm: None,
+            net: None,
         }
     }
 

@@ -76,6 +76,9 @@ pub struct ZoneState {
     /// What the zone booted, for `zonectl attest`'s manifest.
     #[serde(default)]
     pub boot: Option<BootRecord>,
+    /// The zone's network (`--network`), undone when the zone ends; `None`: loopback only.
+    #[serde(default)]
+    pub network: Option<crate::network::NetworkRecord>,
 }
 
 /// What a zone booted with.
@@ -241,6 +244,7 @@ mod tests {
             error: None,
             auto_remove: false,
             boot: None,
+            network: None,
         }
     }
 

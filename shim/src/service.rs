@@ -43,7 +43,7 @@ use crate::rootfs::{self, RootfsError};
 use crate::settings::{Settings, SettingsError};
 use crate::spec::{self, Resources, Spec, SpecError};
 use crate::stdio::{self, StdioPaths};
-use crate::zone::{Zone, ZoneError, ZoneSize};
+use crate::zone::{PodNetwork, Zone, ZoneError, ZoneSize};
 
 /// containerd's type URL for cgroup v2 metrics (`ctr task metrics` decodes it).
 const METRICS_V2_TYPE_URL: &str = "io.containerd.cgroups.v2.Metrics";
@@ -270,7 +270,8 @@ impl ZoneTasks {
                 0
             },
         };
-        let zone = Zone::boot(&settings, &self.zone_id, size, rootfs_dir).await?;
+        let network = pod_network(spec);
+        let zone = Zone::boot(&settings, &self.zone_id, size, rootfs_dir, network.as_ref()).await?;
         crate::oom::forward(zone.client(), self.events.clone());
         state.zone = Some(zone);
         Ok(crate::zone::device_name(0))
@@ -674,6 +675,22 @@ impl ZoneTasks {
 }
 
 /// The config file path in CRI's runtime options, if any.
+/// The pod network a zone joins: the namespace CNI prepared (named in the sandbox's spec) and
+/// the pod's DNS settings (the resolv.conf CRI binds into its containers). `None`: loopback
+/// only.
+fn pod_network(spec: &Spec) -> Option<PodNetwork> {
+    let netns = spec.network_namespace()?.to_path_buf();
+    let dns = match spec.resolv_conf_source().map(std::fs::read_to_string) {
+        Some(Ok(text)) => zone_net::dns::parse_resolv_conf(&text).dns,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the pod's resolv.conf; the zone gets no DNS");
+            zone_net::DnsConfig::default()
+        }
+        None => zone_net::DnsConfig::default(),
+    };
+    Some(PodNetwork { netns, dns })
+}
+
 fn config_path(req: &CreateTaskRequest) -> Option<PathBuf> {
     #[derive(Clone, PartialEq, prost::Message)]
     struct RuntimeOptions {

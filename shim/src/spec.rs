@@ -119,6 +119,15 @@ pub struct Mount {
 #[serde(default)]
 pub struct Linux {
     pub resources: Option<Resources>,
+    pub namespaces: Vec<Namespace>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Namespace {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -208,6 +217,26 @@ impl Spec {
         CONTAINER_TYPE_ANNOTATIONS
             .iter()
             .any(|key| self.annotations.get(*key).is_some_and(|t| t == "sandbox"))
+    }
+
+    /// The network namespace to join, when the spec names one by path (CRI's pod network,
+    /// prepared by CNI); `None`: a new, empty one (loopback only), or the host's when the spec
+    /// has no network namespace at all (a host-network pod) — a zone has its own either way.
+    pub fn network_namespace(&self) -> Option<&Path> {
+        self.linux
+            .as_ref()?
+            .namespaces
+            .iter()
+            .find(|ns| ns.kind == "network" && !ns.path.is_empty())
+            .map(|ns| Path::new(&ns.path))
+    }
+
+    /// The host file the spec binds onto /etc/resolv.conf (CRI's pod DNS settings).
+    pub fn resolv_conf_source(&self) -> Option<&Path> {
+        self.mounts
+            .iter()
+            .find(|m| m.destination == "/etc/resolv.conf" && m.source.starts_with('/'))
+            .map(|m| Path::new(&m.source))
     }
 
     /// The pod's memory hint in bytes, if CRI gave one.
@@ -367,6 +396,36 @@ mod tests {
             ["/run"],
             "proc is built in, host binds cannot reach the zone"
         );
+    }
+
+    #[test]
+    fn test_network_namespace_and_resolv_conf_from_cri_sandbox_spec() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"linux": {"namespaces": [{"type": "pid"},
+                    {"type": "network", "path": "/var/run/netns/cni-1234"}]},
+                "mounts": [{"destination": "/etc/resolv.conf", "type": "bind",
+                    "source": "/var/lib/cri/sandboxes/p1/resolv.conf", "options": ["rbind"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.network_namespace(),
+            Some(Path::new("/var/run/netns/cni-1234"))
+        );
+        assert_eq!(
+            spec.resolv_conf_source(),
+            Some(Path::new("/var/lib/cri/sandboxes/p1/resolv.conf"))
+        );
+    }
+
+    #[test]
+    fn test_network_namespace_none_without_path_or_network_namespace() {
+        let new_empty: Spec =
+            serde_json::from_str(r#"{"linux": {"namespaces": [{"type": "network"}]}}"#).unwrap();
+        assert_eq!(new_empty.network_namespace(), None);
+        let host_network: Spec =
+            serde_json::from_str(r#"{"linux": {"namespaces": [{"type": "pid"}]}}"#).unwrap();
+        assert_eq!(host_network.network_namespace(), None);
+        assert_eq!(host_network.resolv_conf_source(), None);
     }
 
     #[test]

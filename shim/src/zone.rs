@@ -9,6 +9,7 @@
 //! agent powers the zone off. The spawn and the lifeline are a small duplicate of zonectl's
 //! `vmm_process.rs` and `lifeline.rs`.
 
+use std::os::fd::AsRawFd as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -63,6 +64,17 @@ pub enum ZoneError {
     Agent(#[from] VsockError),
     #[error("the zone has no free disk left for another container (spare_disks = {0})")]
     NoFreeDisk(u32),
+    #[error("joining the pod network in {0}")]
+    Network(PathBuf, #[source] zone_net::netns::NetnsError),
+    #[error("configuring the zone's network: {0}")]
+    ConfigureNetwork(String),
+}
+
+/// The pod network a zone joins: a namespace CNI prepared (its veth), and the pod's DNS.
+#[derive(Debug, Clone)]
+pub struct PodNetwork {
+    pub netns: PathBuf,
+    pub dns: zone_net::DnsConfig,
 }
 
 /// How big a zone is.
@@ -84,6 +96,8 @@ pub struct Zone {
     vmm_exit: watch::Receiver<Option<String>>,
     lifeline: Option<std::os::unix::net::UnixStream>,
     client: Client,
+    /// The pod network's namespace, whose redirect is removed at shutdown.
+    netns: Option<PathBuf>,
 }
 
 impl Zone {
@@ -95,6 +109,7 @@ impl Zone {
         id: &str,
         size: ZoneSize,
         rootfs_dir: &Path,
+        network: Option<&PodNetwork>,
     ) -> Result<Zone, ZoneError> {
         let dir = settings.state_root.join(id);
         let disk_dir = settings.disk_root.join(id);
@@ -104,14 +119,17 @@ impl Zone {
             id,
             size,
             rootfs_dir,
-            &dir,
-            &disk_dir,
+            network,
+            (&dir, &disk_dir),
             &mut vmm_pid,
         )
         .await;
         if result.is_err() {
             if let Some(pid) = vmm_pid {
                 let _ = kill(pid, Signal::SIGKILL);
+            }
+            if let Some(network) = network {
+                detach_network(&network.netns).await;
             }
             remove_dirs(&dir, &disk_dir);
         }
@@ -175,6 +193,9 @@ impl Zone {
             let _ = kill(self.vmm_pid, Signal::SIGKILL);
             let _ = tokio::time::timeout(POWER_OFF_TIMEOUT, exit.wait_for(Option::is_some)).await;
         }
+        if let Some(netns) = self.netns.take() {
+            detach_network(&netns).await;
+        }
         remove_dirs(&self.dir, &self.disk_dir);
         tracing::info!("zone shut down");
     }
@@ -199,8 +220,8 @@ async fn boot_inner(
     id: &str,
     size: ZoneSize,
     rootfs_dir: &Path,
-    dir: &Path,
-    disk_dir: &Path,
+    network: Option<&PodNetwork>,
+    (dir, disk_dir): (&Path, &Path),
     vmm_pid: &mut Option<Pid>,
 ) -> Result<Zone, ZoneError> {
     // A directory left by a shim that died is stale: this shim owns the pod now.
@@ -248,18 +269,37 @@ async fn boot_inner(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(vmm_log);
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-    // which is async-signal-safe; it shares no memory with the parent.
+    // The tap next to the pod's veth, which the VMM inherits; ours closes once it runs.
+    let attached = match network {
+        Some(network) => Some(attach_network(&network.netns).await?),
+        None => None,
+    };
+    let tap_fd = attached.as_ref().map(|a| a.tap.as_raw_fd());
+    if let Some(attached) = &attached {
+        let interface = attached.guest.interfaces.first();
+        let (mac, mtu) = interface.map(|i| (i.mac, i.mtu)).unzip();
+        if let (Some(fd), Some(mac), Some(mtu)) = (tap_fd, mac, mtu) {
+            command
+                .arg("--net")
+                .arg(format!("fd={fd},mac={mac},mtu={mtu}"));
+        }
+    }
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
+    // fcntl(2), which are async-signal-safe; it shares no memory with the parent (the
+    // descriptor number is copied in).
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             // If the shim dies, the VMM goes too (the lifeline closing powers it off anyway).
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if let Some(fd) = tap_fd {
+                keep_open_across_exec(fd)?;
+            }
             Ok(())
         });
     }
-    let mut child = tokio::process::Command::from(command)
-        .spawn()
-        .map_err(|e| ZoneError::Spawn(settings.vmm.clone(), e))?;
+    let spawned = tokio::process::Command::from(command).spawn();
+    let guest_network = attached.map(|a| a.guest);
+    let mut child = spawned.map_err(|e| ZoneError::Spawn(settings.vmm.clone(), e))?;
     let pid = Pid::from_raw(child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0));
     *vmm_pid = Some(pid);
     let _ = std::fs::write(dir.join("vmm.pid"), pid.as_raw().to_string());
@@ -301,7 +341,15 @@ async fn boot_inner(
         .ok_or(ZoneError::ReadyClosed)?;
     let _ = stream.set_read_timeout(None);
     tracing::info!(agent = %ready.agent_version, kernel = %ready.kernel_release, "agent ready");
-    let client = vsock::connect(&vsock, AGENT_API_PATIENCE).await?;
+    let mut client = vsock::connect(&vsock, AGENT_API_PATIENCE).await?;
+    if let (Some(mut guest), Some(network)) = (guest_network, network) {
+        guest.dns = network.dns.clone();
+        client
+            .configure_network(guest.to_request())
+            .await
+            .map_err(|status| ZoneError::ConfigureNetwork(status.message().to_string()))?;
+        tracing::info!("pod network configured");
+    }
     Ok(Zone {
         id: id.to_string(),
         dir: dir.to_path_buf(),
@@ -312,7 +360,44 @@ async fn boot_inner(
         vmm_exit: exit_rx,
         lifeline: Some(stream),
         client,
+        netns: network.map(|n| n.netns.clone()),
     })
+}
+
+async fn attach_network(netns: &Path) -> Result<zone_net::netns::NetnsTap, ZoneError> {
+    let path = netns.to_path_buf();
+    tokio::task::spawn_blocking(move || zone_net::netns::attach(&path))
+        .await
+        .map_err(|e| ZoneError::StateDir(netns.to_path_buf(), std::io::Error::other(e)))?
+        .map_err(|e| ZoneError::Network(netns.to_path_buf(), e))
+}
+
+/// Removes the redirect from the pod's veth (the tap went with the VMM). CNI deletes the
+/// veth and containerd the namespace later; a failure is logged, not fatal.
+async fn detach_network(netns: &Path) {
+    let path = netns.to_path_buf();
+    match tokio::task::spawn_blocking(move || zone_net::netns::detach(&path)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(netns = %netns.display(), error = %e, "removing the pod network redirect")
+        }
+        Err(e) => tracing::warn!(error = %e, "removing the pod network redirect"),
+    }
+}
+
+/// Clears FD_CLOEXEC on `fd` (in the forked child: only fcntl(2), async-signal-safe).
+fn keep_open_across_exec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a descriptor number only read and set its flags; a closed
+    // number fails with EBADF, which is returned.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn remove_dirs(dir: &Path, disk_dir: &Path) {

@@ -77,7 +77,10 @@ fn test_cni_pods_in_zones_reach_each_other_and_the_host_then_nothing_left() {
     }
     let ip1 = value(&out, "ip1");
     let ip2 = value(&out, "ip2");
-    assert!(ip1.starts_with("10.88.") && ip2.starts_with("10.88."), "{out:#?}");
+    assert!(
+        ip1.starts_with("10.88.") && ip2.starts_with("10.88."),
+        "{out:#?}"
+    );
     assert_ne!(ip1, ip2, "{out:#?}");
     assert_eq!(
         value(&out, "zone-addr1"),

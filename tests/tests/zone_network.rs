@@ -99,10 +99,7 @@ echo "left-vmm=$(ps -o comm | grep -c '^zone-vmm')"
         "zone-says-hi",
         "-p 8080:80 serves the host\n{out:#?}"
     );
-    assert!(
-        value(&out, "web-ip").starts_with("10.213."),
-        "{out:#?}"
-    );
+    assert!(value(&out, "web-ip").starts_with("10.213."), "{out:#?}");
     assert_eq!(value(&out, "zone-to-zone"), "zone-says-hi", "{out:#?}");
     assert_eq!(value(&out, "bridge-links-while"), "1", "{out:#?}");
     assert_eq!(value(&out, "port-in-use-rc"), "125", "{out:#?}");
