@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteMessage, RouteScope};
+use rtnetlink::sys::AsyncSocket;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::config::{IpCidr, MacAddr, NetworkConfig, RouteConfig};
@@ -82,7 +83,9 @@ struct Connection {
 impl Connection {
     /// Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
     fn open() -> io::Result<Connection> {
-        let (connection, handle, _messages) = rtnetlink::new_connection()?;
+        let (mut connection, handle, _messages) = rtnetlink::new_connection()?;
+        // The kernel then says why it refused, beyond an errno (`extack`).
+        connection.socket_mut().socket_mut().set_ext_ack(true)?;
         let task = tokio::spawn(connection);
         Ok(Connection { handle, task })
     }
@@ -268,17 +271,44 @@ fn step_error(step: String, error: &rtnetlink::Error) -> ApplyError {
     }
 }
 
-/// The kernel's errno as strerror(3) words it ("Network is unreachable"), or the library's
-/// own message.
+/// The kernel's errno as strerror(3) words it ("Network is unreachable"), with the kernel's
+/// own explanation when it gave one; or the library's message.
 fn netlink_reason(error: &rtnetlink::Error) -> String {
     match error {
         rtnetlink::Error::NetlinkError(message) => {
-            nix::errno::Errno::from_raw(message.raw_code().abs())
-                .desc()
-                .to_string()
+            let errno = nix::errno::Errno::from_raw(message.raw_code().abs()).desc();
+            match extack_message(&message.header) {
+                Some(why) => format!("{errno} ({why})"),
+                None => errno.to_string(),
+            }
         }
         other => other.to_string(),
     }
+}
+
+/// `NLMSGERR_ATTR_MSG` (netlink(7), "Extended ACK"): in an error's payload, after the
+/// request it refuses (whole: the socket does not set NETLINK_CAP_ACK), attributes may
+/// follow, one of them the kernel's message as a NUL-terminated string.
+fn extack_message(payload: &[u8]) -> Option<String> {
+    const NLMSGERR_ATTR_MSG: u16 = 1;
+    let word = |at: usize| payload.get(at..at + 4).map(|b| [b[0], b[1], b[2], b[3]]);
+    let request_len = u32::from_ne_bytes(word(0)?) as usize;
+    let mut at = request_len.checked_add(3)? & !3;
+    while let Some(header) = word(at) {
+        let len = usize::from(u16::from_ne_bytes([header[0], header[1]]));
+        let kind = u16::from_ne_bytes([header[2], header[3]]) & 0x3fff;
+        if len < 4 {
+            return None;
+        }
+        let value = payload.get(at + 4..at + len)?;
+        if kind == NLMSGERR_ATTR_MSG {
+            let text = value.split(|b| *b == 0).next()?;
+            let text = String::from_utf8_lossy(text).trim().to_string();
+            return (!text.is_empty()).then_some(text);
+        }
+        at = at.checked_add(len)?.checked_add(3)? & !3;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -292,6 +322,46 @@ mod tests {
         let error = rtnetlink::Error::NetlinkError(message);
 
         assert_eq!(netlink_reason(&error), "Network is unreachable");
+    }
+
+    /// An error payload: a request of `request_len` bytes, then attributes.
+    fn error_payload(request_len: u32, attributes: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut payload = request_len.to_ne_bytes().to_vec();
+        payload.resize(request_len as usize, 0xaa);
+        for (kind, value) in attributes {
+            payload.resize(payload.len().next_multiple_of(4), 0);
+            let len = 4 + value.len() as u16;
+            payload.extend(len.to_ne_bytes());
+            payload.extend(kind.to_ne_bytes());
+            payload.extend(*value);
+        }
+        payload
+    }
+
+    #[test]
+    fn test_extack_message_found_after_request_and_other_attributes() {
+        let payload = error_payload(
+            30,
+            &[
+                (2, &7u32.to_ne_bytes()),
+                (1, b"Nexthop has invalid gateway\0"),
+            ],
+        );
+
+        assert_eq!(
+            extack_message(&payload).as_deref(),
+            Some("Nexthop has invalid gateway")
+        );
+        assert_eq!(extack_message(&error_payload(32, &[])), None);
+        assert_eq!(extack_message(&[]), None);
+        // Lengths that point past the end or loop are not followed.
+        let mut bad = error_payload(16, &[]);
+        bad.extend([0, 0, 1, 0]);
+        assert_eq!(extack_message(&bad), None);
+        let mut long = error_payload(16, &[]);
+        long.extend([200, 0, 1, 0, b'x']);
+        assert_eq!(extack_message(&long), None);
+        assert_eq!(extack_message(&u32::MAX.to_ne_bytes()), None);
     }
 
     #[test]
