@@ -317,3 +317,43 @@ fn test_configure_network_failed_step_internal_named_and_counts() {
         );
     });
 }
+
+#[test]
+fn test_configure_network_kernel_prefix_routes_from_the_pod_accepted_others_exist() {
+    in_new_netns(|| async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        add_device("virt0", MAC, "host0");
+        let network = network(dir.path());
+        // What `ip route` lists in a CNI namespace, the kernel's own prefix routes included.
+        let mut request = cni_request();
+        request.routes = vec![
+            route("10.88.0.0/16", "", MAC, 0),
+            route("fd00:88::/64", "", MAC, 256),
+            route("0.0.0.0/0", "10.88.0.1", MAC, 0),
+        ];
+
+        network
+            .configure(&request)
+            .await
+            .unwrap_or_else(|e| panic!("{}", zone_agent::request_error::report(&e)));
+
+        let routes = ip(&["-4", "route", "show", "10.88.0.0/16"]);
+        assert_eq!(routes.lines().count(), 1, "{routes}");
+        assert!(routes.contains("proto kernel"), "{routes}");
+
+        // A route that exists already and is not the kernel's own is an error.
+        let other = Network::new(dir.path().join("other/resolv.conf"));
+        let mut twice = cni_request();
+        twice.interfaces[0].addresses.clear();
+        twice.interfaces[0].name = "eth0".into();
+        twice.routes = vec![route("0.0.0.0/0", "10.88.0.1", MAC, 0)];
+        let error = other.configure(&twice).await.unwrap_err();
+        match request_error(error) {
+            RequestError::Internal(m) => assert_eq!(
+                m,
+                "adding route default via 10.88.0.1 dev eth0: File exists"
+            ),
+            other => panic!("{other:?}"),
+        }
+    });
+}

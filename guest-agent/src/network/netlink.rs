@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
+use nix::errno::Errno;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteMessage, RouteScope};
 use rtnetlink::sys::AsyncSocket;
@@ -146,9 +147,39 @@ pub async fn apply(config: &NetworkConfig, link_wait: Duration) -> Result<(), Ap
         .map(|i| (i.mac, (i.name.as_str(), links[&i.mac].index)))
         .collect();
     for route in &config.routes {
-        add_route(handle, route, &names).await?;
+        match add_route(handle, route, &names).await {
+            Err(RouteError::Exists(step)) if is_prefix_route(config, route) => {
+                tracing::debug!(%step, "the kernel made it with the address");
+            }
+            Err(RouteError::Exists(step)) => {
+                return Err(ApplyError::Step {
+                    step,
+                    reason: Errno::EEXIST.desc().to_string(),
+                })
+            }
+            Err(RouteError::Failed(e)) => return Err(e),
+            Ok(()) => {}
+        }
     }
     Ok(())
+}
+
+/// Whether `route` is the one the kernel adds with an address of its interface (`proto
+/// kernel scope link`): the host reads it from the pod's namespace along with the rest.
+fn is_prefix_route(config: &NetworkConfig, route: &RouteConfig) -> bool {
+    route.gateway.is_none()
+        && config
+            .interfaces
+            .iter()
+            .filter(|interface| Some(interface.mac) == route.interface)
+            .flat_map(|interface| &interface.addresses)
+            .any(|address| address.network() == route.destination)
+}
+
+enum RouteError {
+    /// The kernel has that route already (EEXIST); the step is named.
+    Exists(String),
+    Failed(ApplyError),
 }
 
 /// Sets the loopback interface up, in its own netlink connection (at boot).
@@ -224,23 +255,25 @@ async fn add_route(
     handle: &Handle,
     route: &RouteConfig,
     links: &HashMap<MacAddr, (&str, u32)>,
-) -> Result<(), ApplyError> {
+) -> Result<(), RouteError> {
     let link = route.interface.map(|mac| links[&mac]);
     let step = format!(
         "adding route {}",
         route.describe(link.map(|(name, _)| name))
     );
-    let message =
-        route_message(route, link.map(|(_, index)| index)).map_err(|reason| ApplyError::Step {
+    let message = route_message(route, link.map(|(_, index)| index)).map_err(|reason| {
+        RouteError::Failed(ApplyError::Step {
             step: step.clone(),
             reason,
-        })?;
-    handle
-        .route()
-        .add(message)
-        .execute()
-        .await
-        .map_err(|e| step_error(step, &e))
+        })
+    })?;
+    match handle.route().add(message).execute().await {
+        Ok(()) => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == Errno::EEXIST as i32 => {
+            Err(RouteError::Exists(step))
+        }
+        Err(e) => Err(RouteError::Failed(step_error(step, &e))),
+    }
 }
 
 /// The RTM_NEWROUTE message of `route` through the link `index`.
@@ -276,7 +309,7 @@ fn step_error(step: String, error: &rtnetlink::Error) -> ApplyError {
 fn netlink_reason(error: &rtnetlink::Error) -> String {
     match error {
         rtnetlink::Error::NetlinkError(message) => {
-            let errno = nix::errno::Errno::from_raw(message.raw_code().abs()).desc();
+            let errno = Errno::from_raw(message.raw_code().abs()).desc();
             match extack_message(&message.header) {
                 Some(why) => format!("{errno} ({why})"),
                 None => errno.to_string(),
