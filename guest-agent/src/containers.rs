@@ -14,7 +14,7 @@ use zone_proto::agent::v1::{CreateContainerRequest, ProcessSpec};
 
 use crate::container::zone_userland::zone_command;
 use crate::container::{
-    CgroupStats, Container, ContainerError, ContainerId, Limits, ProcessConfig,
+    CgroupStats, Container, ContainerConfig, ContainerError, ContainerId, Limits, ProcessConfig,
 };
 use crate::oom::OomWatch;
 use crate::process::{Process, ProcessPlan};
@@ -46,6 +46,8 @@ pub struct Containers {
     containers: Mutex<HashMap<String, Arc<Entry>>>,
     /// `None` when inotify is unavailable: the zone then reports no OOM kills.
     oom: Option<Arc<OomWatch>>,
+    /// The zone's resolv.conf once the network is configured with DNS.
+    resolv_conf: Mutex<Option<PathBuf>>,
 }
 
 impl Containers {
@@ -57,7 +59,27 @@ impl Containers {
             reaper,
             containers: Mutex::new(HashMap::new()),
             oom,
+            resolv_conf: Mutex::new(None),
         }
+    }
+
+    /// Containers created from now on get `path` (the zone's resolv.conf) as their read-only
+    /// /etc/resolv.conf, unless their spec mounts something there.
+    pub fn use_resolv_conf(&self, path: PathBuf) {
+        *lock(&self.resolv_conf) = Some(path);
+    }
+
+    /// The configuration of a container with a root of its own: the request's, with the
+    /// zone's resolv.conf.
+    fn container_config(
+        &self,
+        request: &CreateContainerRequest,
+    ) -> Result<Option<ContainerConfig>, RequestError> {
+        let mut config = wire_spec::container_config(request)?;
+        if let Some(config) = &mut config {
+            config.resolv_conf = lock(&self.resolv_conf).clone();
+        }
+        Ok(config)
     }
 
     /// The ids of containers with an OOM kill from now on; `None` without OOM events.
@@ -67,7 +89,7 @@ impl Containers {
 
     /// Creates a container and its first process, not started.
     pub fn create(&self, request: &CreateContainerRequest) -> Result<(), RequestError> {
-        let config = wire_spec::container_config(request)?;
+        let config = self.container_config(request)?;
         let spec = request.process.as_ref().ok_or_else(|| {
             RequestError::InvalidArgument("the request has no process".to_string())
         })?;
@@ -305,4 +327,54 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zone_proto::agent::v1::{ContainerRootfs, Mount};
+
+    fn request(mounts: Vec<Mount>) -> CreateContainerRequest {
+        CreateContainerRequest {
+            container_id: "c1".into(),
+            rootfs: Some(ContainerRootfs {
+                device: "/dev/vdb".into(),
+                fstype: "ext4".into(),
+            }),
+            mounts,
+            process: Some(ProcessSpec {
+                args: vec!["true".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn test_container_config_gets_resolv_conf_once_configured() {
+        let containers = Containers::new(Arc::new(Reaper::per_child()));
+        let before = containers.container_config(&request(vec![])).unwrap();
+        assert_eq!(before.unwrap().resolv_conf, None);
+
+        containers.use_resolv_conf(PathBuf::from("/run/zone/resolv.conf"));
+        let after = containers
+            .container_config(&request(vec![]))
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(
+            after.zone_resolv_conf(),
+            Some(std::path::Path::new("/run/zone/resolv.conf"))
+        );
+        let spec_mount = Mount {
+            destination: "/etc/resolv.conf".into(),
+            r#type: "bind".into(),
+            source: "/volumes/dns/resolv.conf".into(),
+            options: vec!["ro".into()],
+        };
+        let own = containers
+            .container_config(&request(vec![spec_mount]))
+            .unwrap();
+        assert_eq!(own.unwrap().zone_resolv_conf(), None);
+    }
 }

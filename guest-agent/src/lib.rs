@@ -9,6 +9,7 @@ pub mod container;
 pub mod containers;
 pub mod lifeline;
 pub mod mounts;
+pub mod network;
 pub mod oom;
 pub mod power;
 pub mod process;

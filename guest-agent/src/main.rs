@@ -9,7 +9,7 @@ use zone_agent::power::{power, PowerAction};
 use zone_agent::reaper::Reaper;
 use zone_agent::request_error::report;
 use zone_agent::server::{self, VsockIncoming};
-use zone_agent::{lifeline, mounts, signals, sysinfo, vsock};
+use zone_agent::{lifeline, mounts, network, signals, sysinfo, vsock};
 
 fn main() {
     if nix::unistd::getpid().as_raw() != 1 {
@@ -70,6 +70,11 @@ fn serve(reaper: Arc<Reaper>) -> Result<PowerAction, String> {
     runtime.block_on(async {
         let incoming = VsockIncoming::new(listener)
             .map_err(|e| format!("watching the vsock listener: {e}"))?;
+        // Containers share the zone's network namespace: their 127.0.0.1 must work with or
+        // without ConfigureNetwork.
+        if let Err(e) = network::netlink::bring_up_loopback().await {
+            tracing::warn!(error = %report(&e), "loopback");
+        }
         let ready = sysinfo::agent_ready();
         let stream = lifeline::connect(&ready).map_err(|e| report(&e))?;
         tracing::info!(kernel = %ready.kernel_release, cpus = ready.online_cpus, "host connected");

@@ -16,6 +16,7 @@ use tonic::transport::Server;
 use zone_proto::agent::v1::agent_server::AgentServer;
 
 use crate::containers::Containers;
+use crate::network::Network;
 use crate::power::PowerAction;
 use crate::service::AgentService;
 
@@ -33,9 +34,23 @@ where
     I: Stream<Item = io::Result<IO>>,
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
 {
+    serve_with_network(containers, Arc::new(Network::zone()), incoming, shutdown).await
+}
+
+/// [`serve`], with `network` as the zone's network.
+pub async fn serve_with_network<I, IO>(
+    containers: Arc<Containers>,
+    network: Arc<Network>,
+    incoming: I,
+    shutdown: watch::Sender<Option<PowerAction>>,
+) -> Result<PowerAction, tonic::transport::Error>
+where
+    I: Stream<Item = io::Result<IO>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+{
     let mut requested = shutdown.subscribe();
     let mut decided = shutdown.subscribe();
-    let service = AgentService::new(containers, shutdown);
+    let service = AgentService::with_network(containers, network, shutdown);
     let asked = async move {
         let _ = requested.wait_for(Option::is_some).await;
     };

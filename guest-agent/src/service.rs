@@ -26,6 +26,7 @@ use zone_proto::agent::v1::{
 
 use crate::attestation::ZoneTpm;
 use crate::containers::Containers;
+use crate::network::Network;
 use crate::power::PowerAction;
 use crate::process::Output;
 use crate::reaper::ExitOutcome;
@@ -37,14 +38,27 @@ use crate::wire_spec;
 #[derive(Debug)]
 pub struct AgentService {
     containers: Arc<Containers>,
+    network: Arc<Network>,
     tpm: ZoneTpm,
     shutdown: watch::Sender<Option<PowerAction>>,
 }
 
 impl AgentService {
+    /// The zone's service: its network is [`Network::zone`].
     pub fn new(containers: Arc<Containers>, shutdown: watch::Sender<Option<PowerAction>>) -> Self {
+        Self::with_network(containers, Arc::new(Network::zone()), shutdown)
+    }
+
+    /// A service whose ConfigureNetwork configures `network` (tests give it their own
+    /// resolv.conf path).
+    pub fn with_network(
+        containers: Arc<Containers>,
+        network: Arc<Network>,
+        shutdown: watch::Sender<Option<PowerAction>>,
+    ) -> Self {
         Self {
             containers,
+            network,
             tpm: ZoneTpm::new(),
             shutdown,
         }
@@ -316,11 +330,17 @@ impl Agent for AgentService {
 
     async fn configure_network(
         &self,
-        _request: Request<ConfigureNetworkRequest>,
+        request: Request<ConfigureNetworkRequest>,
     ) -> Result<Response<ConfigureNetworkResponse>, Status> {
-        Err(Status::unimplemented(
-            "ConfigureNetwork is not implemented yet",
-        ))
+        let resolv_conf = self
+            .network
+            .configure(request.get_ref())
+            .await
+            .map_err(RequestError::from)?;
+        if let Some(path) = resolv_conf {
+            self.containers.use_resolv_conf(path);
+        }
+        Ok(Response::new(ConfigureNetworkResponse {}))
     }
 
     async fn tpm_keys(

@@ -13,16 +13,18 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 use zone_agent::containers::Containers;
+use zone_agent::network::Network;
 use zone_agent::power::PowerAction;
 use zone_agent::reaper::Reaper;
 use zone_agent::server;
 use zone_proto::agent::v1::agent_client::AgentClient;
 use zone_proto::agent::v1::shutdown_request::Action;
 use zone_proto::agent::v1::{
-    CreateContainerRequest, ExecProcessRequest, ListProcessesRequest, OomEventsRequest,
-    OutputStream, ProcessSpec, ReadOutputRequest, RemoveContainerRequest, ResizePtyRequest, Rlimit,
-    ShutdownRequest, SignalProcessRequest, StartProcessRequest, UpdateContainerRequest,
-    WaitProcessRequest, WaitProcessResponse, WriteStdinRequest,
+    ConfigureNetworkRequest, CreateContainerRequest, Dns, ExecProcessRequest, ListProcessesRequest,
+    NetworkInterface, NetworkRoute, OomEventsRequest, OutputStream, ProcessSpec, ReadOutputRequest,
+    RemoveContainerRequest, ResizePtyRequest, Rlimit, ShutdownRequest, SignalProcessRequest,
+    StartProcessRequest, UpdateContainerRequest, WaitProcessRequest, WaitProcessResponse,
+    WriteStdinRequest,
 };
 
 type Client = AgentClient<Channel>;
@@ -540,4 +542,111 @@ async fn test_shutdown_ends_serving_with_the_action() {
         .unwrap()
         .unwrap();
     assert_eq!(action, PowerAction::Reboot);
+}
+
+/// A request as the host sends it for a CNI pod with one veth of MAC `mac`.
+fn network_request(mac: &str) -> ConfigureNetworkRequest {
+    ConfigureNetworkRequest {
+        interfaces: vec![NetworkInterface {
+            mac: mac.into(),
+            name: "eth0".into(),
+            mtu: 1450,
+            addresses: vec!["10.88.0.5/16".into()],
+        }],
+        routes: vec![NetworkRoute {
+            destination: "0.0.0.0/0".into(),
+            gateway: "10.88.0.1".into(),
+            ..Default::default()
+        }],
+        dns: Some(Dns {
+            nameservers: vec!["10.96.0.10".into()],
+            ..Default::default()
+        }),
+    }
+}
+
+/// ConfigureNetwork over gRPC, served and applied in a network namespace of the test's own
+/// thread (a current-thread runtime keeps the server and its netlink socket there), so the
+/// host's network is never touched.
+#[test]
+fn test_configure_network_codes_and_messages_over_grpc() {
+    const MAC: &str = "02:42:0a:58:00:07";
+    let thread = std::thread::spawn(|| {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "ConfigureNetwork's test needs root (a network namespace): run it as root, as CI does"
+        );
+        // SAFETY: unshare with a flag; it changes only this thread's network namespace,
+        // and this thread belongs to the test.
+        let unshared = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(unshared, 0, "unshare: {}", std::io::Error::last_os_error());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("test runtime");
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().expect("agent test setup");
+            let socket = dir.path().join("agent.sock");
+            let listener = UnixListener::bind(&socket).expect("agent test setup");
+            let resolv_conf = dir.path().join("run/zone/resolv.conf");
+            let network =
+                Network::new(resolv_conf.clone()).with_link_wait(Duration::from_millis(200));
+            let containers = Arc::new(Containers::new(Arc::new(Reaper::per_child())));
+            let (shutdown, _) = watch::channel(None);
+            tokio::spawn(server::serve_with_network(
+                containers,
+                Arc::new(network),
+                UnixListenerStream::new(listener),
+                shutdown,
+            ));
+            let mut client = connect(&socket).await;
+
+            let mut bad_mac = network_request(MAC);
+            bad_mac.interfaces[0].mac = "nope".into();
+            let bad_mac = client.configure_network(bad_mac).await.unwrap_err();
+            let mut bad_gateway = network_request(MAC);
+            bad_gateway.routes[0].gateway = "fd00::1".into();
+            let bad_gateway = client.configure_network(bad_gateway).await.unwrap_err();
+            let missing = client
+                .configure_network(network_request(MAC))
+                .await
+                .unwrap_err();
+            let made = std::process::Command::new("ip")
+                .args(["link", "add", "virt0", "address", MAC, "type", "veth"])
+                .args(["peer", "name", "host0"])
+                .status()
+                .expect("running ip (install iproute2)");
+            assert!(made.success(), "ip link add: {made}");
+            client
+                .configure_network(network_request(MAC))
+                .await
+                .expect("configured");
+            let again = client
+                .configure_network(network_request(MAC))
+                .await
+                .unwrap_err();
+
+            assert_eq!(bad_mac.code(), Code::InvalidArgument);
+            assert!(
+                bad_mac.message().contains("interfaces[0].mac \"nope\""),
+                "{bad_mac}"
+            );
+            assert_eq!(bad_gateway.code(), Code::InvalidArgument);
+            assert!(
+                bad_gateway
+                    .message()
+                    .contains("routes[0].gateway \"fd00::1\""),
+                "{bad_gateway}"
+            );
+            assert_eq!(missing.code(), Code::NotFound);
+            assert!(missing.message().contains(MAC), "{missing}");
+            assert_eq!(again.code(), Code::FailedPrecondition);
+            assert_eq!(again.message(), "network already configured");
+            let text = std::fs::read_to_string(&resolv_conf).expect("resolv.conf written");
+            assert!(text.contains("nameserver 10.96.0.10\n"), "{text}");
+        });
+    });
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
 }

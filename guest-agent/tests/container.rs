@@ -306,6 +306,93 @@ fn test_container_sees_only_its_own_mounts_bind_and_tmpfs() {
     }
 }
 
+/// The zone's resolv.conf as ConfigureNetwork writes it, in the test's tempdir.
+fn zone_resolv_conf(world: &World) -> PathBuf {
+    let path = world.tmp().join("run-zone/resolv.conf");
+    fs::create_dir_all(path.parent().expect("has a parent")).expect("zone run dir");
+    fs::write(&path, "nameserver 10.96.0.10\nsearch svc.cluster.local\n").expect("resolv.conf");
+    path
+}
+
+#[test]
+fn test_container_gets_zone_resolv_conf_read_only_image_untouched() {
+    let world = World::new();
+    let mut config = world.config("dns");
+    config.resolv_conf = Some(zone_resolv_conf(&world));
+    let mut readonly = world.config("dns-ro");
+    readonly.resolv_conf = config.resolv_conf.clone();
+    readonly.readonly_rootfs = true;
+    let container = world.create(&config);
+    let readonly = world.create(&readonly);
+
+    let seen = sh(&container, "cat /etc/resolv.conf");
+    let write = sh(&container, "{ echo x > /etc/resolv.conf; } 2>&1 || true");
+    let mount = sh(&container, "grep ' /etc/resolv.conf ' /proc/self/mounts");
+    let seen_ro = sh(&readonly, "cat /etc/resolv.conf");
+
+    assert_eq!(seen, "nameserver 10.96.0.10\nsearch svc.cluster.local\n");
+    assert_eq!(
+        write,
+        "sh: can't create /etc/resolv.conf: Read-only file system\n"
+    );
+    assert!(mount.contains(" ro,nosuid,nodev,noexec"), "{mount}");
+    assert_eq!(seen_ro, seen);
+    // The target was made in the container's upper layer, not in the image.
+    assert!(!world.image.join("etc/resolv.conf").exists());
+}
+
+#[test]
+fn test_container_image_resolv_conf_symlink_replaced_in_container_only() {
+    let world = World::new();
+    // As systemd-resolved images have it: a link to a file that is not there.
+    let link = world.image.join("etc/resolv.conf");
+    symlink("../run/systemd/resolve/stub-resolv.conf", &link).unwrap();
+    let mut config = world.config("dns");
+    config.resolv_conf = Some(zone_resolv_conf(&world));
+    let container = world.create(&config);
+
+    let seen = sh(&container, "cat /etc/resolv.conf; ls /run 2>&1 || true");
+
+    assert!(seen.starts_with("nameserver 10.96.0.10\n"), "{seen}");
+    assert!(!seen.contains("systemd"), "the link was followed: {seen}");
+    assert_eq!(
+        fs::read_link(&link).unwrap(),
+        Path::new("../run/systemd/resolve/stub-resolv.conf")
+    );
+}
+
+#[test]
+fn test_container_spec_resolv_conf_mount_wins_over_zone_one() {
+    let world = World::new();
+    let own = world.tmp().join("own-resolv.conf");
+    fs::write(&own, "nameserver 192.0.2.53\n").unwrap();
+    let mut config = world.config("own");
+    config.resolv_conf = Some(zone_resolv_conf(&world));
+    config.mounts = vec![MountSpec {
+        destination: "/etc/resolv.conf".into(),
+        kind: MountKind::Bind {
+            source: own,
+            recursive: false,
+        },
+        options: MountOptions {
+            readonly: true,
+            ..Default::default()
+        },
+    }];
+    let container = world.create(&config);
+
+    let seen = sh(&container, "cat /etc/resolv.conf");
+    let mountinfo = sh(&container, "cat /proc/self/mountinfo");
+
+    assert_eq!(seen, "nameserver 192.0.2.53\n");
+    let points = mount_points(&mountinfo);
+    assert_eq!(
+        points.iter().filter(|p| **p == "/etc/resolv.conf").count(),
+        1,
+        "{mountinfo}"
+    );
+}
+
 #[test]
 fn test_container_root_process_gets_docker_default_caps() {
     let world = World::new();

@@ -31,6 +31,8 @@ pub enum ConfigError {
         destination: String,
         reason: &'static str,
     },
+    #[error("the zone's resolv.conf {0:?} is not an absolute path without \"..\"")]
+    ResolvConf(PathBuf),
     #[error("memory limit {0} is below the 1 MiB minimum")]
     MemoryLimit(u64),
     #[error("process args are empty: nothing to run")]
@@ -100,6 +102,10 @@ pub struct ContainerConfig {
     pub mounts: Vec<MountSpec>,
     /// `memory.max` of the container's cgroup, in bytes.
     pub memory_limit: Option<u64>,
+    /// The zone's resolv.conf (from ConfigureNetwork), bound read-only onto the container's
+    /// /etc/resolv.conf after `mounts`, unless one of them covers that path already
+    /// ([`ContainerConfig::zone_resolv_conf`]).
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl ContainerConfig {
@@ -112,7 +118,24 @@ impl ContainerConfig {
             hostname: None,
             mounts: Vec::new(),
             memory_limit: None,
+            resolv_conf: None,
         }
+    }
+
+    /// The zone's resolv.conf to bind onto /etc/resolv.conf: `None` without one, or when a
+    /// mount of the spec is at /etc/resolv.conf or /etc (the spec's own wins, and the zone's
+    /// file must not be made inside a volume).
+    pub fn zone_resolv_conf(&self) -> Option<&Path> {
+        let resolv_conf = self.resolv_conf.as_deref()?;
+        let covered = self.mounts.iter().any(|mount| {
+            let parts: Vec<&str> = mount
+                .destination
+                .split('/')
+                .filter(|part| !part.is_empty())
+                .collect();
+            matches!(parts.as_slice(), ["etc"] | ["etc", "resolv.conf"])
+        });
+        (!covered).then_some(resolv_conf)
     }
 
     /// Everything that can be checked without looking at the zone.
@@ -131,6 +154,11 @@ impl ContainerConfig {
         if let Some(limit) = self.memory_limit {
             if limit < 1 << 20 {
                 return Err(ConfigError::MemoryLimit(limit));
+            }
+        }
+        if let Some(path) = &self.resolv_conf {
+            if !is_clean_absolute(path) {
+                return Err(ConfigError::ResolvConf(path.clone()));
             }
         }
         Ok(())
@@ -458,6 +486,32 @@ mod tests {
         assert_eq!(
             process.check(),
             Err(ConfigError::Rlimit(RlimitError::Duplicate("RLIMIT_NOFILE")))
+        );
+    }
+
+    #[test]
+    fn test_zone_resolv_conf_unless_spec_mounts_etc_or_it() {
+        let id = ContainerId::new("c1").unwrap();
+        let mut config = ContainerConfig::new(id, RootfsSource::Directory("/images/a".into()));
+        assert_eq!(config.zone_resolv_conf(), None);
+        config.resolv_conf = Some("/run/zone/resolv.conf".into());
+        config.mounts.push(tmpfs(None, None));
+        config.mounts[0].destination = "/etc/resolv.conf.d".into();
+        assert_eq!(
+            config.zone_resolv_conf(),
+            Some(Path::new("/run/zone/resolv.conf"))
+        );
+
+        for covering in ["/etc/resolv.conf", "//etc//resolv.conf/", "/etc", "/etc/"] {
+            config.mounts[0].destination = covering.into();
+            assert_eq!(config.zone_resolv_conf(), None, "{covering}");
+        }
+
+        config.mounts.clear();
+        config.resolv_conf = Some("run/zone/resolv.conf".into());
+        assert_eq!(
+            config.check(),
+            Err(ConfigError::ResolvConf("run/zone/resolv.conf".into()))
         );
     }
 }

@@ -23,7 +23,7 @@ use super::rootfs::{
 };
 use super::spec::parse_cwd;
 use super::users::{resolve_user, Identity, UserError};
-use super::volumes::{mount_extra, VolumeError};
+use super::volumes::{mount_extra, mount_zone_file, VolumeError, RESOLV_CONF_DESTINATION};
 use super::CONTAINER_PATH;
 
 /// Most bytes read from a root's /etc/passwd or /etc/group.
@@ -309,12 +309,15 @@ impl Drop for Container {
     }
 }
 
-/// Mounts the root, the extra mounts and makes the root read-only if asked; undoes its
-/// mounts on failure.
+/// Mounts the root, the extra mounts, the zone's resolv.conf and makes the root read-only
+/// if asked; undoes its mounts on failure.
 fn build(dirs: &ContainerDirs, config: &ContainerConfig) -> Result<(), ContainerError> {
     let mut stack = MountStack::default();
     mount_root(dirs, &config.rootfs, &mut stack)?;
     mount_extra(&dirs.root, &config.mounts, &mut stack)?;
+    if let Some(resolv_conf) = config.zone_resolv_conf() {
+        mount_zone_file(&dirs.root, resolv_conf, RESOLV_CONF_DESTINATION, &mut stack)?;
+    }
     if config.readonly_rootfs {
         make_root_readonly(&dirs.root)?;
     }

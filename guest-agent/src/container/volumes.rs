@@ -14,9 +14,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{open, openat, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{open, openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use super::config::{MountKind, MountOptions, MountSpec};
 use super::rootfs::MountStack;
@@ -46,6 +47,8 @@ pub enum VolumeError {
         destination: String,
         component: String,
     },
+    #[error("mount destination {0:?} is neither a file nor a symbolic link in the image")]
+    NotAFile(String),
     #[error("bind mount source {0}")]
     BindSource(PathBuf, #[source] io::Error),
     #[error("mounting {fstype} on {destination:?}")]
@@ -118,6 +121,65 @@ fn mount_one(root: &Path, spec: &MountSpec, stack: &mut MountStack) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Where containers get the zone's resolv.conf.
+pub const RESOLV_CONF_DESTINATION: &str = "/etc/resolv.conf";
+
+/// Binds the zone's file `source` read-only (nosuid, nodev, noexec too) onto `destination`
+/// (checked, not "/") in the root. The image's file there is covered. A symbolic link there
+/// (images point /etc/resolv.conf at a resolver's runtime file, often absent) is replaced by
+/// an empty file in the root's upper layer, and a missing file is created; a directory or
+/// anything else there is refused.
+pub fn mount_zone_file(
+    root: &Path,
+    source: &Path,
+    destination: &str,
+    stack: &mut MountStack,
+) -> Result<(), VolumeError> {
+    let (parent, name) = destination
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map(|(parent, name)| (if parent.is_empty() { "/" } else { parent }, name))
+        .unwrap_or(("/", destination));
+    let dir = resolve_in_root(root, parent, false)?;
+    let create_error = |source| VolumeError::Create {
+        destination: destination.to_string(),
+        component: destination.to_string(),
+        source,
+    };
+    match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFREG => {}
+            SFlag::S_IFLNK => {
+                unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).map_err(create_error)?;
+                create_in(&dir, name, true).map_err(create_error)?;
+            }
+            _ => return Err(VolumeError::NotAFile(destination.to_string())),
+        },
+        Err(Errno::ENOENT) => create_in(&dir, name, true).map_err(create_error)?,
+        Err(source) => {
+            return Err(VolumeError::Resolve {
+                destination: destination.to_string(),
+                component: destination.to_string(),
+                source,
+            })
+        }
+    }
+    let spec = MountSpec {
+        destination: destination.to_string(),
+        kind: MountKind::Bind {
+            source: source.to_path_buf(),
+            recursive: false,
+        },
+        options: MountOptions {
+            readonly: true,
+            nosuid: true,
+            nodev: true,
+            noexec: true,
+        },
+    };
+    mount_one(root, &spec, stack)
 }
 
 fn option_flags(options: MountOptions) -> MsFlags {
