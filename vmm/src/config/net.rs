@@ -179,7 +179,7 @@ impl TryFrom<NetConfig> for ZoneNet {
             None => DEFAULT_MTU,
             Some(mtu) => u16::try_from(mtu)
                 .ok()
-                .filter(|&m| u64::from(m) >= MIN_MTU)
+                .filter(|&m| (MIN_MTU..=MAX_MTU).contains(&u64::from(m)))
                 .ok_or(ConfigError::BadMtu(mtu))?,
         };
         Ok(Self { backend, mac, mtu })
