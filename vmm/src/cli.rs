@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::config::{
-    DiskConfig, RawConfig, TpmConfig, VsockConfig, DEFAULT_CMDLINE, DEFAULT_GUEST_CID,
+    DiskConfig, NetConfig, RawConfig, TpmConfig, VsockConfig, DEFAULT_CMDLINE, DEFAULT_GUEST_CID,
 };
 
 /// Runs one zone: a KVM micro-VM with its own Linux kernel.
@@ -18,6 +18,8 @@ use crate::config::{
 /// Examples:
 ///   zone-vmm --kernel bzImage --initrd initrd.cpio.gz --memory 512M --cpus 2
 ///   zone-vmm --kernel vmlinux --disk data.img --disk base.img,ro --vsock /run/zones/z1/vsock.sock
+///   zone-vmm --kernel bzImage --net tap=tap0,mac=02:00:00:00:00:01,mtu=1500
+///   zone-vmm --kernel bzImage --net fd=3        (a tap descriptor inherited from the parent)
 ///   zone-vmm --config zone.toml --cpus 4        (flags override the file)
 ///   zone-vmm --kernel bzImage --tpm /run/zones/z1/vtpm --tpm-event-log /run/zones/z1/eventlog \
 ///            --zone-claim zone-id=z1 --zone-claim image-manifest-digest=sha256:...
@@ -25,7 +27,7 @@ use crate::config::{
 #[command(name = "zone-vmm", version, verbatim_doc_comment)]
 pub struct Cli {
     /// TOML file with the same settings as the flags (kernel, initrd, cmdline, memory, cpus,
-    /// [[disk]] path/read_only, [vsock] guest_cid/socket, serial_log,
+    /// [[disk]] path/read_only, [vsock] guest_cid/socket, [net] tap/fd/mac/mtu, serial_log,
     /// [tpm] state_dir/event_log/swtpm/claims).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -55,6 +57,13 @@ pub struct Cli {
     /// The zone's vsock CID.
     #[arg(long, value_name = "CID", default_value_t = DEFAULT_GUEST_CID, requires = "vsock")]
     pub vsock_cid: u64,
+    /// A virtio-net device backed by a tap (at most one). SPEC is tap=NAME or fd=N, then
+    /// optionally ,mac=aa:bb:cc:dd:ee:ff (default: random, locally administered) and ,mtu=N
+    /// (68-65535, default 1500). tap=NAME opens /dev/net/tun and attaches to or creates tap
+    /// NAME in the VMM's network namespace; fd=N uses inherited descriptor N, a tap opened
+    /// with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR (the VMM makes it non-blocking and close-on-exec).
+    #[arg(long, value_name = "SPEC")]
+    pub net: Option<NetConfig>,
     /// Write the serial console to this file (capped at 16 MiB) instead of stdout.
     #[arg(long, value_name = "PATH", conflicts_with = "no_console")]
     pub serial_log: Option<PathBuf>,
@@ -102,6 +111,7 @@ impl Cli {
                 guest_cid: self.vsock_cid,
                 socket,
             }),
+            net: self.net.clone(),
             serial_log: self.serial_log.clone(),
             console_off: self.no_console.then_some(true),
             tpm: self.tpm.clone().map(|state_dir| TpmConfig {
@@ -173,5 +183,39 @@ mod tests {
         assert_eq!(tpm.event_log, Some(PathBuf::from("/run/z/log")));
         assert_eq!(tpm.ek_public, Some(PathBuf::from("/run/z/ek.pub")));
         assert_eq!(tpm.claims.len(), 2);
+    }
+
+    #[test]
+    fn test_cli_net_spec_parses() {
+        let cli = Cli::try_parse_from(["zone-vmm", "--net", "tap=tap0,mac=02:00:00:00:00:01"])
+            .expect("parse");
+
+        let net = cli.flags().net.expect("net");
+
+        assert_eq!(net.tap.as_deref(), Some("tap0"));
+        assert_eq!(net.mac.as_deref(), Some("02:00:00:00:00:01"));
+    }
+
+    #[test]
+    fn test_cli_second_net_fails_clearly() {
+        let err = Cli::try_parse_from(["zone-vmm", "--net", "tap=a", "--net", "fd=3"])
+            .expect_err("two --net");
+
+        assert!(err.to_string().contains("--net"), "{err}");
+        assert!(
+            err.to_string().contains("cannot be used multiple times"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn test_cli_bad_net_spec_names_setting() {
+        let err =
+            Cli::try_parse_from(["zone-vmm", "--net", "tap=a,colour=red"]).expect_err("bad spec");
+
+        assert!(
+            err.to_string().contains("unknown setting \"colour\""),
+            "{err}"
+        );
     }
 }

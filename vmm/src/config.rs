@@ -2,10 +2,14 @@
 //! form the VMM builds from. Parsing and checking live here so that every bad value gets an
 //! error naming the setting, before anything is created.
 
+mod net;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use zone_attest::measurements::{PlatformConfig, ZoneClaims, CLAIM_KEYS};
+
+pub use net::{MacAddr, NetBackend, NetConfig, ZoneNet, DEFAULT_MTU};
 
 /// Kernel command line used when none is given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
@@ -46,6 +50,22 @@ pub enum ConfigError {
     BadClaim(String),
     #[error("zone claim {0:?}: the value must be at most {MAX_CLAIM_LEN} printable characters")]
     BadClaimValue(String),
+    #[error("net {spec:?}: {reason}; expected tap=NAME|fd=N[,mac=aa:bb:cc:dd:ee:ff][,mtu=N]")]
+    BadNetSpec { spec: String, reason: String },
+    #[error("net: give exactly one of tap=NAME or fd=N")]
+    NetBackend,
+    #[error("net tap name {0:?}: expected 1 to 15 printable characters without '/' or ':'")]
+    BadTapName(String),
+    #[error("net fd={0}: expected an inherited descriptor number of 3 or more (0-2 are stdio)")]
+    BadNetFd(i64),
+    #[error("net mac {0:?}: expected six hex bytes such as 02:00:00:00:00:01")]
+    BadMac(String),
+    #[error("net mac {0}: not a unicast address (zero, or the multicast bit is set)")]
+    NotUnicastMac(String),
+    #[error("net mac: cannot pick a random address: {0}")]
+    RandomMac(String),
+    #[error("net mtu {0}: must be between 68 and 65535")]
+    BadMtu(u64),
 }
 
 /// Longest zone claim value.
@@ -192,6 +212,7 @@ pub struct RawConfig {
     #[serde(default, rename = "disk")]
     pub disks: Vec<DiskConfig>,
     pub vsock: Option<VsockConfig>,
+    pub net: Option<NetConfig>,
     pub serial_log: Option<PathBuf>,
     pub console_off: Option<bool>,
     pub tpm: Option<TpmConfig>,
@@ -218,6 +239,7 @@ impl RawConfig {
         self.cpus = over.cpus.or(self.cpus);
         self.disks.extend(over.disks);
         self.vsock = over.vsock.or(self.vsock);
+        self.net = over.net.or(self.net);
         self.serial_log = over.serial_log.or(self.serial_log);
         self.console_off = over.console_off.or(self.console_off);
         self.tpm = over.tpm.or(self.tpm);
@@ -235,6 +257,7 @@ pub struct ZoneConfig {
     pub vcpus: u8,
     pub disks: Vec<DiskConfig>,
     pub vsock: Option<VsockConfig>,
+    pub net: Option<ZoneNet>,
     pub console: ConsoleConfig,
     pub tpm: Option<ZoneTpm>,
 }
@@ -340,6 +363,7 @@ impl TryFrom<RawConfig> for ZoneConfig {
             vcpus,
             disks: raw.disks,
             vsock: raw.vsock,
+            net: raw.net.map(ZoneNet::try_from).transpose()?,
             console,
             tpm: raw.tpm.map(ZoneTpm::try_from).transpose()?,
         })
@@ -517,5 +541,56 @@ mod tests {
         std::io::Write::write_all(&mut file, b"bogus_key = 1\n").expect("write");
         let err = RawConfig::from_file(file.path()).expect_err("unknown key");
         assert!(err.to_string().contains("bogus_key"), "{err}");
+    }
+
+    #[test]
+    fn test_config_file_net_table_parses_and_flag_overrides() {
+        let (k, _) = raw_with_kernel();
+        let mut file = tempfile::NamedTempFile::new().expect("tmp");
+        let text = format!(
+            "kernel = {:?}\n[net]\ntap = \"zt0\"\nmac = \"02:00:00:00:00:09\"\nmtu = 9000\n",
+            k.path()
+        );
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+        let from_file = RawConfig::from_file(file.path()).expect("parse");
+
+        let cfg = ZoneConfig::try_from(from_file.clone()).expect("valid");
+        let flags = RawConfig {
+            net: Some("fd=5".parse().expect("spec")),
+            ..Default::default()
+        };
+        let over = ZoneConfig::try_from(from_file.overlay(flags)).expect("valid");
+
+        let net = cfg.net.expect("net");
+        assert_eq!(net.backend, NetBackend::Tap("zt0".into()));
+        assert_eq!(
+            (net.mac.to_string(), net.mtu),
+            ("02:00:00:00:00:09".into(), 9000)
+        );
+        assert_eq!(over.net.expect("net").backend, NetBackend::Fd(5));
+    }
+
+    #[test]
+    fn test_config_file_net_bad_values_named() {
+        let (_k, raw) = raw_with_kernel();
+        let with = |text: &str| {
+            let net: NetConfig = toml::from_str(text).expect("toml");
+            ZoneConfig::try_from(RawConfig {
+                net: Some(net),
+                ..raw.clone()
+            })
+        };
+
+        assert_eq!(with("mtu = 1500"), Err(ConfigError::NetBackend));
+        assert_eq!(with("fd = 1"), Err(ConfigError::BadNetFd(1)));
+        assert_eq!(
+            with("tap = \"t\"\nmtu = 70000"),
+            Err(ConfigError::BadMtu(70000))
+        );
+        assert!(matches!(
+            with("tap = \"t\"\nmac = \"03:00:00:00:00:01\""),
+            Err(ConfigError::NotUnicastMac(_))
+        ));
+        assert!(toml::from_str::<NetConfig>("tap = \"t\"\nspeed = 1").is_err());
     }
 }

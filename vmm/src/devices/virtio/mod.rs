@@ -9,6 +9,8 @@
 pub mod block;
 pub mod interrupt;
 pub mod mmio;
+pub mod net;
+pub mod ratelimit;
 pub mod rng;
 pub mod vsock;
 pub mod worker;

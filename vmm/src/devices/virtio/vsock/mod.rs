@@ -17,7 +17,6 @@ mod credit;
 mod device;
 mod muxer;
 mod packet;
-mod ratelimit;
 mod uds;
 
 #[cfg(test)]

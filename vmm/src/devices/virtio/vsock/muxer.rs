@@ -20,9 +20,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::connection::{ConnKey, Connection, Outcome, CLOSE_TIMEOUT};
 use super::packet::{Header, Segment, MAX_PAYLOAD, OP_RST};
-use super::ratelimit::LogLimiter;
 use super::uds::PendingClient;
 use super::{VsockError, EVENT_QUEUE, MAX_CONNECTIONS, RX_QUEUE, TX_QUEUE};
+use crate::devices::virtio::ratelimit::LogLimiter;
 use crate::devices::virtio::{GuestMemory, VirtioInterrupt};
 
 mod host;
@@ -134,7 +134,7 @@ impl Muxer {
             segs: Vec::new(),
             tx_data: Vec::new(),
             scratch: vec![0; MAX_PAYLOAD],
-            log: LogLimiter::new(now),
+            log: LogLimiter::new("vsock", now),
         })
     }
 

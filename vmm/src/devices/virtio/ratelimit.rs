@@ -9,14 +9,17 @@ const WINDOW: Duration = Duration::from_secs(1);
 /// Allows [`BURST`] messages per [`WINDOW`] and reports how many were held back.
 #[derive(Debug)]
 pub struct LogLimiter {
+    /// Names the device in the summary of held-back messages.
+    device: &'static str,
     window_start: Instant,
     emitted: u32,
     suppressed: u64,
 }
 
 impl LogLimiter {
-    pub fn new(now: Instant) -> Self {
+    pub fn new(device: &'static str, now: Instant) -> Self {
         Self {
+            device,
             window_start: now,
             emitted: 0,
             suppressed: 0,
@@ -29,7 +32,8 @@ impl LogLimiter {
             if self.suppressed > 0 {
                 tracing::warn!(
                     suppressed = self.suppressed,
-                    "vsock: log messages were rate-limited"
+                    "{}: log messages were rate-limited",
+                    self.device
                 );
             }
             self.window_start = now;
@@ -53,7 +57,7 @@ mod tests {
     #[test]
     fn test_log_limiter_burst_exceeded_suppresses_until_next_window() {
         let t0 = Instant::now();
-        let mut l = LogLimiter::new(t0);
+        let mut l = LogLimiter::new("test", t0);
         assert_eq!((0..100).filter(|_| l.allow(t0)).count(), BURST as usize);
         assert!(l.allow(t0 + WINDOW));
     }
