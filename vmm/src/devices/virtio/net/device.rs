@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use virtio_bindings::virtio_net::{
-    VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_MAC,
-    VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, VIRTIO_NET_S_LINK_UP,
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF,
+    VIRTIO_NET_F_MTU, VIRTIO_NET_S_LINK_UP,
 };
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_queue::QueueT;
@@ -22,8 +23,15 @@ const QUEUE_SIZES: [u16; 2] = [QUEUE_SIZE; 2];
 /// `struct virtio_net_config` up to `mtu`: mac[6], status, max_virtqueue_pairs, mtu.
 const CONFIG_LEN: usize = 12;
 
-/// Offloads passed through the header: none yet, every header goes out with flags 0.
-const OFFLOAD_FEATURES: u64 = 0;
+/// Offloads passed through the header. The guest may send partial checksums and TSO
+/// packets (the tap validates each header); what it accepts (`GUEST_*`) is what the tap may
+/// hand out, set with `TUNSETOFFLOAD` at activation.
+const OFFLOAD_FEATURES: u64 = 1 << VIRTIO_NET_F_CSUM
+    | 1 << VIRTIO_NET_F_GUEST_CSUM
+    | 1 << VIRTIO_NET_F_HOST_TSO4
+    | 1 << VIRTIO_NET_F_HOST_TSO6
+    | 1 << VIRTIO_NET_F_GUEST_TSO4
+    | 1 << VIRTIO_NET_F_GUEST_TSO6;
 
 /// What the guest sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,9 +182,6 @@ mod tests {
     use crate::devices::virtio::VirtioInterrupt;
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
-    use virtio_bindings::virtio_net::{
-        VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
-    };
     use virtio_queue::mock::MockSplitQueue;
     use virtio_queue::Queue;
     use vm_memory::GuestAddress;
@@ -212,7 +217,17 @@ mod tests {
         let features = dev.device_features();
         assert_eq!(dev.device_type(), TYPE_NET);
         assert_eq!(dev.queue_max_sizes(), &[256, 256]);
-        for bit in [VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU, VIRTIO_NET_F_MRG_RXBUF] {
+        for bit in [
+            VIRTIO_NET_F_MAC,
+            VIRTIO_NET_F_MTU,
+            VIRTIO_NET_F_MRG_RXBUF,
+            VIRTIO_NET_F_CSUM,
+            VIRTIO_NET_F_GUEST_CSUM,
+            VIRTIO_NET_F_HOST_TSO4,
+            VIRTIO_NET_F_HOST_TSO6,
+            VIRTIO_NET_F_GUEST_TSO4,
+            VIRTIO_NET_F_GUEST_TSO6,
+        ] {
             assert_ne!(features & (1 << bit), 0, "bit {bit}");
         }
         assert_ne!(features & VIRTIO_F_VERSION_1, 0);
