@@ -47,7 +47,7 @@ echo "pod-to-pod=$(cri-client exec-sync "$c2" -- sh -c "nc -w 5 $ip1 7000 </dev/
 # A server on the testbed host, at the bridge's gateway address.
 mkdir -p /tmp/www && echo host-says-hi >/tmp/www/hello.txt
 busybox httpd -p 10.88.0.1:8082 -h /tmp/www
-echo "pod-to-host=$(cri-client exec-sync "$c2" -- wget -q -T 10 -O - http://10.88.0.1:8082/hello.txt)"
+echo "pod-to-host=$(cri-client exec-sync "$c2" -- sh -c "printf 'GET /hello.txt HTTP/1.0\r\n\r\n' | nc -w 10 10.88.0.1 8082 | tail -n 1")"
 echo "pod-dns=$(cri-client exec-sync "$c2" -- grep ^nameserver /etc/resolv.conf)"
 echo "vmm-running=$(count zone-vmm)"
 echo "veths-while=$($IP -o link show master zcni0 | wc -l)"
