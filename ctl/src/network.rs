@@ -114,6 +114,14 @@ pub fn check_args(mode: &NetworkMode, publish: &[PortMapping]) -> anyhow::Result
              known to be reachable from this host)"
         );
     }
+    // Early, so that `run -d` reports it rather than the zone's log; `publish` binds for real
+    // once the zone is up.
+    for mapping in publish {
+        let addr = mapping.host_addr();
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            anyhow::bail!("-p {mapping}: cannot listen on {addr}: {e}");
+        }
+    }
     if let NetworkMode::Namespace(path) = mode {
         if !path.exists() {
             anyhow::bail!(
@@ -269,6 +277,17 @@ mod tests {
         assert!(check_args(&NetworkMode::Bridge, &publish).is_ok());
         let error = check_args(&NetworkMode::None, &publish).unwrap_err();
         assert!(error.to_string().contains("--network bridge"), "{error}");
+    }
+
+    #[test]
+    fn test_check_args_port_in_use_named() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let publish = vec![format!("127.0.0.1:{port}:80")
+            .parse::<PortMapping>()
+            .unwrap()];
+        let error = check_args(&NetworkMode::Bridge, &publish).unwrap_err();
+        assert!(error.to_string().contains(&port.to_string()), "{error}");
     }
 
     #[test]
