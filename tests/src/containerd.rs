@@ -17,6 +17,18 @@ eval "$(sh /zones/test/containerd-zone env $C)"
 count() { ps -o comm | grep -c "^$1"; }
 "#;
 
+/// Imports the busybox and pod sandbox ("pause") test images into CRI's `k8s.io` namespace
+/// (prints `import-failed=IMAGE` when one fails).
+pub const IMPORT_CRI_IMAGES: &str = r#"
+for image in busybox pause; do
+  tar -C /zones/images/$image -cf /tmp/$image.tar .
+  ctr -n k8s.io images import /tmp/$image.tar >/tmp/import.out 2>&1 ||
+    { echo "import-failed=$image"; cat /tmp/import.out; }
+done
+# CRI resolves short names as the kubelet does (busybox -> docker.io/library/busybox:latest).
+ctr -n k8s.io images tag busybox:latest docker.io/library/busybox:latest >/dev/null
+"#;
+
 /// Reports what is left (read by [`assert_nothing_left`]) and the logs; stops containerd.
 const LEFTOVERS: &str = r#"
 sleep 1

@@ -5,7 +5,9 @@
 //! tap, veth, tc filter, network namespace or address lease is left (and none of what
 //! `assert_nothing_left` checks).
 
-use zone_tests::containerd::{assert_nothing_left, run_with_containerd, ContainerdScript};
+use zone_tests::containerd::{
+    assert_nothing_left, run_with_containerd, ContainerdScript, IMPORT_CRI_IMAGES,
+};
 use zone_tests::value;
 
 const SETTINGS: &str = r#"
@@ -17,13 +19,6 @@ echo 'nameserver 10.88.0.53' >/etc/resolv.conf
 "#;
 
 const SCRIPT: &str = r#"
-for image in busybox pause; do
-  tar -C /zones/images/$image -cf /tmp/$image.tar .
-  ctr -n k8s.io images import /tmp/$image.tar >/tmp/import.out 2>&1 ||
-    { echo "import-failed=$image"; cat /tmp/import.out; }
-done
-ctr -n k8s.io images tag busybox:latest docker.io/library/busybox:latest >/dev/null
-
 pod() { # NAME: a pod with its own network; prints its id
   cri-client run-pod --pod-network --handler zone --log-dir $L $1
 }
@@ -68,7 +63,7 @@ fn test_cni_pods_in_zones_reach_each_other_and_the_host_then_nothing_left() {
         &ContainerdScript {
             settings: SETTINGS,
             needs: "cri-client",
-            script: SCRIPT,
+            script: &format!("{IMPORT_CRI_IMAGES}{SCRIPT}"),
         },
         900,
     );

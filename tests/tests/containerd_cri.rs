@@ -10,7 +10,9 @@
 //! that sleeps as the pod sandbox ("pause") image, both imported into containerd's `k8s.io`
 //! namespace, which is CRI's.
 
-use zone_tests::containerd::{assert_nothing_left, run_with_containerd, ContainerdScript};
+use zone_tests::containerd::{
+    assert_nothing_left, run_with_containerd, ContainerdScript, IMPORT_CRI_IMAGES,
+};
 use zone_tests::{value, TestbedOutput};
 
 /// Sets CRI's sandbox image and the shim's spare disks before containerd starts, then imports
@@ -23,18 +25,8 @@ export ZONES_SHIM_CONFIG_PATH=/tmp/shim.toml
 L=/tmp/pod-logs
 "#;
 
-const IMPORT: &str = r#"
-for image in busybox pause; do
-  tar -C /zones/images/$image -cf /tmp/$image.tar .
-  ctr -n k8s.io images import /tmp/$image.tar >/tmp/import.out 2>&1 ||
-    { echo "import-failed=$image"; cat /tmp/import.out; }
-done
-# CRI resolves short names as the kubelet does (busybox -> docker.io/library/busybox:latest).
-ctr -n k8s.io images tag busybox:latest docker.io/library/busybox:latest >/dev/null
-"#;
-
 fn run(body: &str) -> TestbedOutput {
-    let script = format!("{IMPORT}{body}");
+    let script = format!("{IMPORT_CRI_IMAGES}{body}");
     let test = ContainerdScript {
         settings: SETTINGS,
         needs: "cri-client",
