@@ -42,6 +42,8 @@ const PVM_MODULE: &str = "/sys/module/kvm_pvm";
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const VMM_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a failed exchange with the agent waits to see whether the VMM is exiting.
+const VMM_DEATH_GRACE: Duration = Duration::from_secs(2);
 /// Leaves room for the rest of the request in one 16 MiB frame.
 const CONSOLE_TAIL_LINES: usize = 40;
 /// Where the `--rootfs` image appears in the zone: it is attached as the first disk.
@@ -339,7 +341,10 @@ pub fn drive(
             Outcome::Finished(end)
         }
         Err(e) => {
-            let exited_first = vmm.try_status().ok().flatten();
+            // A zone that died (a guest triple fault, say) closes the agent's connection a
+            // few milliseconds before its VMM exits: give the VMM a moment, so that the
+            // report says what happened rather than "transport error".
+            let exited_first = vmm.wait_timeout(VMM_DEATH_GRACE).ok().flatten();
             let stopped = vmm.kill();
             if let Some(signal) = interrupt.received() {
                 return Outcome::Interrupted(signal);

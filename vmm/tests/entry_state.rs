@@ -1,5 +1,6 @@
 //! Tier 2: on the machine's own /dev/kvm (no testbed), a freestanding guest reports the 64-bit
-//! entry state zone-vmm gives it, and this test checks it against the Linux boot protocol.
+//! entry state zone-vmm gives it, and this test checks it against the Linux boot protocol;
+//! another one triple-faults, which ends the zone as failed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -154,6 +155,31 @@ fn test_entry_state_two_vcpus_boot_and_reset_ends_cleanly() {
     assert!(out.stdout.is_empty(), "console went to the log, not stdout");
     let console = std::fs::read_to_string(&log).expect("console log");
     assert!(console.contains("RSI=0000000000007000"), "{console}");
+}
+
+#[test]
+fn test_guest_triple_fault_fails_the_zone_naming_it() {
+    require_kvm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guest = assemble(
+        dir.path(),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/triple_fault.S"),
+    );
+    let out = vmm()
+        .arg("--kernel")
+        .arg(&guest)
+        .args(["--memory", "64M", "--no-console"])
+        .output()
+        .expect("run zone-vmm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a triple fault is no clean reboot: {stderr}"
+    );
+    assert!(
+        stderr.contains("the guest triple-faulted (KVM_EXIT_SHUTDOWN)"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -72,8 +72,11 @@ pub enum VcpuExit<'a> {
     MmioWrite(u64, &'a [u8]),
     /// The guest asked for a power off (KVM system event).
     PowerOff,
-    /// Triple fault or a reset system event: the guest wants to restart.
+    /// A reset system event: the guest wants to restart.
     Reset,
+    /// KVM_EXIT_SHUTDOWN: the guest triple-faulted (a reset no guest asks for on purpose:
+    /// Linux resets zones through the keyboard controller).
+    TripleFault,
     /// KVM_RUN was interrupted by a signal; the caller checks whether to stop.
     Interrupted,
     /// The guest halted with no in-kernel irqchip to wake it (does not happen with ours).
@@ -210,7 +213,7 @@ impl Vcpu {
             Ok(Kvm::MmioRead(addr, data)) => Ok(VcpuExit::MmioRead(addr, data)),
             Ok(Kvm::MmioWrite(addr, data)) => Ok(VcpuExit::MmioWrite(addr, data)),
             Ok(Kvm::Hlt) => Ok(VcpuExit::Halted),
-            Ok(Kvm::Shutdown) => Ok(VcpuExit::Reset),
+            Ok(Kvm::Shutdown) => Ok(VcpuExit::TripleFault),
             Ok(Kvm::SystemEvent(kind, _)) => Ok(match kind {
                 KVM_SYSTEM_EVENT_SHUTDOWN => VcpuExit::PowerOff,
                 KVM_SYSTEM_EVENT_RESET => VcpuExit::Reset,

@@ -9,8 +9,8 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 pub enum ZoneExit {
     /// The guest powered off.
     PowerOff,
-    /// The guest rebooted (or triple-faulted, or panicked with `panic=-1`). A zone does not
-    /// restart: the VMM ends.
+    /// The guest rebooted (or panicked with `panic=-1`). A zone does not restart: the VMM
+    /// ends.
     Reboot,
     /// The host asked the VMM to stop (SIGTERM, SIGINT, SIGHUP).
     Stopped,

@@ -150,6 +150,12 @@ fn run_vcpu(mut ctx: VcpuContext) {
             VcpuExit::Interrupted => {}
             VcpuExit::PowerOff => return ctx.exit.request(ZoneExit::PowerOff),
             VcpuExit::Reset => return ctx.exit.request(ZoneExit::Reboot),
+            // Said as such, so that a zone that vanishes mid-command is explained.
+            VcpuExit::TripleFault => {
+                return ctx.exit.request(ZoneExit::Failed(format!(
+                    "vCPU {index}: the guest triple-faulted (KVM_EXIT_SHUTDOWN)"
+                )))
+            }
             VcpuExit::Halted => {
                 return ctx.exit.request(ZoneExit::Failed(format!(
                     "vCPU {index} halted with no way to wake it"
