@@ -8,10 +8,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tokio::sync::broadcast;
+
+use crate::containers::lock;
 
 /// How many events wait for a slow subscriber before it misses the oldest.
 const BACKLOG: usize = 64;
@@ -128,12 +130,6 @@ fn parse_oom_kills(text: &str) -> Option<u64> {
         let count = line.strip_prefix("oom_kill ")?;
         count.trim().parse().ok()
     })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

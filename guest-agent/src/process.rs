@@ -6,13 +6,14 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::sync::watch;
 
+use crate::containers::lock;
 use crate::reaper::{Exit, ExitOutcome, Reaper};
 use crate::request_error::RequestError;
 use crate::stdio::{self, OutputReceiver, OutputSender, Stdin};
@@ -299,10 +300,4 @@ impl Process {
             ))),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
