@@ -115,21 +115,6 @@ pub fn vmm_args(config: &VmmConfig) -> Vec<OsString> {
     args
 }
 
-/// Lets `fd` survive exec (in the forked child: only fcntl(2), async-signal-safe).
-fn clear_close_on_exec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFD/F_SETFD on a descriptor number only read and set its flags; a closed
-    // number fails with EBADF, which is returned.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// A running VMM; killed and waited for on drop unless it already exited.
 #[derive(Debug)]
 pub struct VmmProcess {
@@ -169,7 +154,7 @@ impl VmmProcess {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 // The tap named by `--net fd=N` stays open across exec.
                 if let Some(fd) = inherited_fd {
-                    clear_close_on_exec(fd)?;
+                    zone_net::netns::tap::keep_open_across_exec(fd)?;
                 }
                 // zonectl blocks SIGINT/SIGTERM/SIGHUP for its signal thread; the VMM must not
                 // inherit that.

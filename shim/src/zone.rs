@@ -292,7 +292,7 @@ async fn boot_inner(
             // If the shim dies, the VMM goes too (the lifeline closing powers it off anyway).
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if let Some(fd) = tap_fd {
-                keep_open_across_exec(fd)?;
+                zone_net::netns::tap::keep_open_across_exec(fd)?;
             }
             Ok(())
         });
@@ -383,21 +383,6 @@ async fn detach_network(netns: &Path) {
         }
         Err(e) => tracing::warn!(error = %e, "removing the pod network redirect"),
     }
-}
-
-/// Clears FD_CLOEXEC on `fd` (in the forked child: only fcntl(2), async-signal-safe).
-fn keep_open_across_exec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    // SAFETY: F_GETFD/F_SETFD on a descriptor number only read and set its flags; a closed
-    // number fails with EBADF, which is returned.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn remove_dirs(dir: &Path, disk_dir: &Path) {

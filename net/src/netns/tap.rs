@@ -6,7 +6,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 /// The size of `struct virtio_net_hdr` (virtio 1.2, 5.1.6): what a tap opened with
@@ -69,9 +69,44 @@ fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
     Ok(req)
 }
 
+/// Lets the tap descriptor `fd` survive exec, for the VMM that inherits it (`--net fd=N`).
+/// Meant for `pre_exec` in the forked child: it only calls fcntl(2), which is
+/// async-signal-safe, and allocates nothing.
+pub fn keep_open_across_exec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a descriptor number only read and set its flags; a closed
+    // number fails with EBADF, which is returned.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn close_on_exec(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert!(flags >= 0, "{}", io::Error::last_os_error());
+        flags & libc::FD_CLOEXEC != 0
+    }
+
+    #[test]
+    fn test_keep_open_across_exec_clears_close_on_exec_bad_fd_refused() {
+        // std opens files close-on-exec.
+        let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+        assert!(close_on_exec(file.as_raw_fd()));
+        keep_open_across_exec(file.as_raw_fd()).expect("clear FD_CLOEXEC");
+        assert!(!close_on_exec(file.as_raw_fd()));
+        let error = keep_open_across_exec(-1).expect_err("no such descriptor");
+        assert_eq!(error.raw_os_error(), Some(libc::EBADF));
+    }
 
     #[test]
     fn test_ifreq_named_bad_names_refused() {
