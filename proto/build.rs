@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-const PROTOS: &[&str] = &["zone/agent/v1/agent.proto"];
+const PROTOS: &[&str] = &["zone/agent/v1/agent.proto", "spiffe/workload.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

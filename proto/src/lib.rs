@@ -12,3 +12,9 @@ pub mod agent {
         include!(concat!(env!("OUT_DIR"), "/zone.agent.v1.rs"));
     }
 }
+
+/// The SPIFFE Workload API (`spiffe/workload.proto`): the standard's service, which has no
+/// package, served by the zone agent to the zone's workloads.
+pub mod spiffe_workload {
+    include!(concat!(env!("OUT_DIR"), "/_.rs"));
+}
