@@ -17,7 +17,7 @@ use crate::evidence::{Evidence, PcrValues, QuoteBlob, ZoneManifest, FORMAT};
 use crate::quote::PcrBank;
 use crate::soft_tpm::SoftTpm;
 use crate::tpm_types::TpmPublic;
-use crate::verify::{Failure, Verified, Verifier, REQUIRED_PCRS};
+use crate::verify::{key_binding, Failure, Verified, Verifier, REQUIRED_PCRS};
 use crate::zone_ca::{CaSigner, ZoneCa, ZoneCaError};
 
 /// What the zone's TPM must do for attestation.
@@ -143,6 +143,28 @@ pub fn attest<A: Attester>(
     let nonce = verifier.challenge();
     let evidence = respond(attester, enrollment, manifest, &nonce)?;
     let verdict = verifier.verify_response(&evidence);
+    Ok((evidence, verdict))
+}
+
+/// One round that also vouches for `key` (the public key a certificate will be issued for):
+/// the verifier's challenge, the attester's quote over [`key_binding`] of it and the key, the
+/// verdict. The identity authority calls this before every X.509-SVID it issues.
+#[allow(clippy::type_complexity)]
+pub fn attest_key<A: Attester>(
+    attester: &mut A,
+    enrollment: &Enrollment,
+    manifest: &ZoneManifest,
+    verifier: &mut Verifier,
+    key: &[u8],
+) -> Result<(Evidence, Result<Verified, Vec<Failure>>), ProtocolError> {
+    let challenge = verifier.challenge();
+    let evidence = respond(
+        attester,
+        enrollment,
+        manifest,
+        &key_binding(&challenge, key),
+    )?;
+    let verdict = verifier.verify_key_bound_response(&evidence, &challenge, key);
     Ok((evidence, verdict))
 }
 

@@ -683,28 +683,74 @@ impl Verifier {
     /// or not the evidence verifies; an unknown, expired or reused nonce fails [`Check::Nonce`].
     pub fn verify_response(&mut self, evidence: &Evidence) -> Result<Verified, Vec<Failure>> {
         let now = SystemTime::now();
-        let issued = <[u8; 32]>::try_from(evidence.nonce.as_slice())
-            .ok()
-            .and_then(|n| self.outstanding.remove(&n));
+        let challenge = <[u8; 32]>::try_from(evidence.nonce.as_slice()).ok();
+        self.redeem(challenge.as_ref(), now)?;
+        self.verify_at(evidence, &evidence.nonce, now)
+    }
+
+    /// Verifies a response whose quote is over [`key_binding`]`(challenge, key)`: the
+    /// attester answered `challenge` (one of this verifier's, used up here either way) and
+    /// vouched for `key` in the same signed quote, so a certificate for `key` goes to the zone
+    /// whose TPM quoted, and to no key swapped in on the way.
+    pub fn verify_key_bound_response(
+        &mut self,
+        evidence: &Evidence,
+        challenge: &[u8; 32],
+        key: &[u8],
+    ) -> Result<Verified, Vec<Failure>> {
+        let now = SystemTime::now();
+        self.redeem(Some(challenge), now)?;
+        self.verify_at(evidence, &key_binding(challenge, key), now)
+    }
+
+    /// Uses up `challenge`: an error unless this verifier issued it and it is fresh.
+    fn redeem(
+        &mut self,
+        challenge: Option<&[u8; 32]>,
+        now: SystemTime,
+    ) -> Result<(), Vec<Failure>> {
+        let issued = challenge.and_then(|n| self.outstanding.remove(n));
         let fresh = issued
             .map(|t| now.duration_since(t).map(|d| d < NONCE_TTL).unwrap_or(true))
             .unwrap_or(false);
-        if !fresh {
-            return Err(vec![Failure {
-                check: Check::Nonce,
-                component: None,
-                detail: "the nonce was not issued by this verifier, has expired or was already used (replay)"
-                    .to_string(),
-            }]);
+        if fresh {
+            return Ok(());
         }
+        Err(vec![Failure {
+            check: Check::Nonce,
+            component: None,
+            detail: "the nonce was not issued by this verifier, has expired or was already used (replay)"
+                .to_string(),
+        }])
+    }
+
+    fn verify_at(
+        &self,
+        evidence: &Evidence,
+        expected_nonce: &[u8],
+        now: SystemTime,
+    ) -> Result<Verified, Vec<Failure>> {
         verify(
             evidence,
             &Policy {
                 trusted_cas: &self.trusted_cas,
                 reference: &self.reference,
-                expected_nonce: &evidence.nonce,
+                expected_nonce,
                 now,
             },
         )
     }
 }
+
+/// The qualifying data that binds `key` (a public key, DER) to a quote over `challenge`:
+/// SHA-256 of a domain tag, the challenge and the key.
+pub fn key_binding(challenge: &[u8; 32], key: &[u8]) -> [u8; 32] {
+    let mut input = Vec::with_capacity(KEY_BINDING_TAG.len() + challenge.len() + key.len());
+    input.extend_from_slice(KEY_BINDING_TAG);
+    input.extend_from_slice(challenge);
+    input.extend_from_slice(key);
+    sha256(&input)
+}
+
+/// Keeps key-binding digests apart from any other use of SHA-256 over a challenge.
+const KEY_BINDING_TAG: &[u8] = b"zones-key-binding/v1\0";

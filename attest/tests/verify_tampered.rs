@@ -7,10 +7,10 @@ use zone_attest::ear;
 use zone_attest::eventlog::{self, Event, EventLog, EV_EVENT_TAG, EV_IPL};
 use zone_attest::evidence::{sha256_uri, Evidence, ZoneManifest};
 use zone_attest::measurements::{self, BootInputs, ZoneClaims, PCR_ZONE_CLAIMS};
-use zone_attest::protocol::{attest, enroll, respond, Enrollment};
+use zone_attest::protocol::{attest, attest_key, enroll, respond, Enrollment};
 use zone_attest::reference::ReferenceValues;
 use zone_attest::soft_tpm::SoftTpm;
-use zone_attest::verify::{verify, Check, Failure, Policy, Verified, Verifier};
+use zone_attest::verify::{key_binding, verify, Check, Failure, Policy, Verified, Verifier};
 use zone_attest::zone_ca::{FileCaSigner, ZoneCa};
 
 const KERNEL: &[u8] = b"kernel image v1";
@@ -452,4 +452,43 @@ fn test_verify_random_flips_are_refused_without_panic() {
             "round {round}: a bit flipped in {name}[{i}] was affirmed"
         );
     }
+}
+
+#[test]
+fn test_verify_key_bound_response_is_affirmed_once() {
+    let mut z = zone(&GOOD, "zone-1");
+    let mut verifier = Verifier::new(vec![z.ca.cert_der().to_vec()], reference());
+    let m = manifest(&GOOD, "host-a");
+    let key = b"the zone's SVID public key".as_slice();
+    let (e, verdict) =
+        attest_key(&mut z.tpm, &z.enrollment, &m, &mut verifier, key).expect("protocol");
+    verdict.expect("key-bound response affirmed");
+    // The quote's qualifying data is not the challenge itself but its binding to the key.
+    assert_eq!(e.nonce.len(), 32);
+    // Replayed: the challenge inside is used up, whatever challenge it is presented with.
+    let challenge = verifier.challenge();
+    let f = failures(verifier.verify_key_bound_response(&e, &challenge, key));
+    assert!(has(&f, Check::Nonce, None), "{f:?}");
+}
+
+#[test]
+fn test_verify_key_bound_response_for_another_key_is_refused() {
+    let mut z = zone(&GOOD, "zone-1");
+    let mut verifier = Verifier::new(vec![z.ca.cert_der().to_vec()], reference());
+    let m = manifest(&GOOD, "host-a");
+    let challenge = verifier.challenge();
+    // The zone quoted over its own key; somebody on the way swaps in theirs.
+    let e = respond(
+        &mut z.tpm,
+        &z.enrollment,
+        &m,
+        &key_binding(&challenge, b"zone key"),
+    )
+    .expect("respond");
+    let f = failures(verifier.verify_key_bound_response(&e, &challenge, b"attacker key"));
+    assert!(has(&f, Check::Nonce, None), "{f:?}");
+    // A challenge this verifier never issued is refused before anything else.
+    let f = failures(verifier.verify_key_bound_response(&e, &[9; 32], b"zone key"));
+    assert!(has(&f, Check::Nonce, None), "{f:?}");
+    assert_eq!(f.len(), 1);
 }
