@@ -11,10 +11,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use zone_attest::evidence::ZoneManifest;
 use zone_attest::protocol;
 use zone_attest::tpm_types::TpmPublic;
-use zone_attest::zone_ca::{ZoneCa, KEY_FILE};
+use zone_attest::zone_ca::KEY_FILE;
 
 // The host-TPM choice lives next to its only user; declared here so that this change stays
 // inside attest.rs (move the declaration to lib.rs when another verb needs it).
@@ -25,7 +24,6 @@ use crate::boot_facts;
 use crate::cli::ZoneRef;
 use crate::exec::BOOT_PATIENCE;
 use crate::remote_attester::RemoteAttester;
-use crate::vmm_process::ZONE_CMDLINE;
 use crate::zone_dir::ZoneDir;
 use crate::zone_state;
 
@@ -99,18 +97,8 @@ pub fn run(args: AttestArgs) -> anyhow::Result<()> {
             host_tpm::file_key_warning(&args.ca_dir.join(KEY_FILE))
         );
     }
-    let ca = ZoneCa::open_or_create_with(&args.ca_dir, &host_id, signer)
-        .with_context(|| format!("opening the zone CA in {}", args.ca_dir.display()))?;
-    let manifest = ZoneManifest {
-        zone_id: state.id.clone(),
-        host_id,
-        vmm_version: boot_facts::vmm_version(&boot.vmm)?,
-        kernel_digest: boot_facts::file_digest(&boot.kernel)?,
-        initrd_digest: Some(boot_facts::file_digest(&boot.initrd)?),
-        cmdline_digest: boot_facts::digest(ZONE_CMDLINE.as_bytes()),
-        image_manifest_digest: boot.image_manifest_digest.clone().unwrap_or_default(),
-        oci_config_digest: boot.oci_config_digest.clone().unwrap_or_default(),
-    };
+    let ca = host_tpm::open_zone_ca(&args.ca_dir, &host_id, signer)?;
+    let manifest = boot_facts::manifest(&state.id, host_id, boot)?;
     let mut attester = RemoteAttester::new(client, &runtime);
     let enrollment = protocol::enroll_with_ek(&ca, &mut attester, &state.id, &ek)
         .context("enrolling the zone's TPM with the zone CA")?;

@@ -9,11 +9,13 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
-use zone_attest::evidence::sha256_uri;
+use zone_attest::evidence::{sha256_uri, ZoneManifest};
 use zone_attest::measurements::PlatformConfig;
 
 use crate::cli::DiskSpec;
 use crate::size::Size;
+use crate::vmm_process::ZONE_CMDLINE;
+use crate::zone_state::BootRecord;
 
 /// The guest CID the VMM gives a zone's vsock device (zonectl does not choose another).
 const GUEST_CID: u64 = 3;
@@ -58,6 +60,21 @@ pub fn platform_config(cpus: u32, memory: Size, disks: &[DiskSpec], tpm: bool) -
         rng: true,
         tpm: tpm.then(|| TPM_INTERFACE.to_string()),
     }
+}
+
+/// The host's account of what zone `zone_id` booted (`boot`, recorded when it started), for
+/// its evidence bundles: the verifier checks it against what the VMM measured.
+pub fn manifest(zone_id: &str, host_id: String, boot: &BootRecord) -> anyhow::Result<ZoneManifest> {
+    Ok(ZoneManifest {
+        zone_id: zone_id.to_string(),
+        host_id,
+        vmm_version: vmm_version(&boot.vmm)?,
+        kernel_digest: file_digest(&boot.kernel)?,
+        initrd_digest: Some(file_digest(&boot.initrd)?),
+        cmdline_digest: digest(ZONE_CMDLINE.as_bytes()),
+        image_manifest_digest: boot.image_manifest_digest.clone().unwrap_or_default(),
+        oci_config_digest: boot.oci_config_digest.clone().unwrap_or_default(),
+    })
 }
 
 /// This host's id in zone certificates: $ZONES_HOST_ID, else /etc/machine-id, else the

@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use zone_attest::device_attester::{DeviceTransport, TPMRM_DEVICE};
 use zone_attest::tpm_ca_signer::TpmCaSigner;
 use zone_attest::tpm_socket::{SocketAddress, SocketTransport};
-use zone_attest::zone_ca::{CaSigner, FileCaSigner, KEY_FILE};
+use zone_attest::zone_ca::{CaSigner, FileCaSigner, ZoneCa, KEY_FILE};
 
 /// Where the zone CA key lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,4 +225,14 @@ mod tests {
         let e = open_signer(&spec, &ca_dir).expect_err("no TPM there");
         assert!(format!("{e:#}").contains("swtpm:unix:"), "{e:#}");
     }
+}
+
+/// Opens the host's zone CA in `ca_dir` (created on first use) with `signer` holding its key.
+pub fn open_zone_ca(
+    ca_dir: &Path,
+    host_id: &str,
+    signer: Box<dyn CaSigner>,
+) -> anyhow::Result<ZoneCa<Box<dyn CaSigner>>> {
+    ZoneCa::open_or_create_with(ca_dir, host_id, signer)
+        .with_context(|| format!("opening the zone CA in {}", ca_dir.display()))
 }
