@@ -20,6 +20,8 @@
 //! - [`verify`]: the verifier; [`ear`]: attestation results (EAR JWT) and summaries.
 //! - [`protocol`]: the [`protocol::Attester`] trait and the enroll/respond/attest calls;
 //!   [`soft_tpm`]: a software TPM for tests.
+//! - [`identity`]: workload identity (SPIFFE IDs, X.509- and JWT-SVIDs, the registration policy
+//!   and the host's identity authority).
 
 pub mod activation;
 pub mod chain;
@@ -27,6 +29,7 @@ pub mod device_attester;
 pub mod ear;
 pub mod eventlog;
 pub mod evidence;
+pub mod identity;
 pub mod measurements;
 pub mod protocol;
 pub mod quote;
