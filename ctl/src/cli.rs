@@ -39,6 +39,7 @@ pub enum Command {
     Attest(crate::attest::AttestArgs),
     Verify(crate::verify::VerifyArgs),
     Reference(crate::reference::ReferenceArgs),
+    Identity(crate::identity::IdentityArgs),
     /// Keeps a detached zone going (started by `zonectl run -d`).
     #[command(hide = true)]
     Supervise(crate::supervise::SuperviseArgs),
@@ -107,6 +108,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub isolation: crate::isolation_args::IsolationArgs,
+
+    #[command(flatten)]
+    pub identity: crate::authority_args::AuthorityArgs,
 
     /// The zone's network: `none` (loopback only), `bridge` (an address on the host's zones0
     /// bridge, reachable from the host; with -p for ports), or `ns:PATH`, a network namespace

@@ -34,6 +34,7 @@ fn main() {
         Command::Attest(args) => zonectl::attest::run(args).map(|()| 0),
         Command::Verify(args) => zonectl::verify::run(args),
         Command::Reference(args) => zonectl::reference::run(args).map(|()| 0),
+        Command::Identity(args) => zonectl::identity::run(args).map(|()| 0),
         Command::Supervise(args) => zonectl::supervise::run(args),
     };
     match result {

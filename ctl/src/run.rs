@@ -33,6 +33,7 @@ use crate::timing;
 use crate::vmm_process::{VmmConfig, VmmNet, VmmProcess, VmmTpm};
 use crate::workload::{self, ImageDigests};
 use crate::zone_dir::ZoneDir;
+use crate::zone_identity::{self, IdentityPlan};
 use crate::zone_state::{self, BootRecord, Status, ZoneState};
 
 /// zonectl's exit code when the zone failed (docker's convention).
@@ -72,6 +73,8 @@ pub struct Prepared {
     pub image: String,
     /// What the vTPM measures about the image; `None` for --bare and --rootfs.
     pub image_digests: Option<ImageDigests>,
+    /// What the identity authority needs to decide the zone's workload identity.
+    pub identity: IdentityPlan,
 }
 
 /// How a zone's command went.
@@ -122,6 +125,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         prepared.create,
         &attach,
         network.as_ref(),
+        &prepared.identity,
     );
     interrupt.set_vmm(None);
     match outcome {
@@ -195,8 +199,11 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     } else {
         args.args.first().cloned().unwrap_or_default()
     };
+    let disks = zone_disks(workload.rootfs.as_ref(), &args.shape.disks);
+    let vmm_binary = args.vmm.clone().unwrap_or_else(default_vmm);
+    let identity = IdentityPlan::new(args, &vmm_binary, &disks, workload.image.as_ref());
     Ok(Prepared {
-        disks: zone_disks(workload.rootfs.as_ref(), &args.shape.disks),
+        disks,
         create: CreateContainerRequest {
             container_id: CONTAINER_ID.to_string(),
             rootfs: workload.rootfs.as_ref().map(|rootfs| ContainerRootfs {
@@ -220,9 +227,10 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
             mounts: args.isolation.tmpfs.clone(),
             ..Default::default()
         },
-        vmm_binary: args.vmm.clone().unwrap_or_else(default_vmm),
+        vmm_binary,
         image,
         image_digests: workload.image.clone(),
+        identity,
     })
 }
 
@@ -326,6 +334,7 @@ pub fn launch(
 
 /// Waits for the agent, runs the command, powers the zone off and waits for the VMM. Every
 /// outcome leaves the VMM exited.
+#[allow(clippy::too_many_arguments)]
 pub fn drive(
     zone: &ZoneDir,
     listener: &UnixListener,
@@ -334,8 +343,11 @@ pub fn drive(
     create: CreateContainerRequest,
     attach: &Attach,
     network: Option<&ZoneNetwork>,
+    identity: &IdentityPlan,
 ) -> Outcome {
-    match talk_to_agent(zone, listener, vmm, interrupt, create, attach, network) {
+    match talk_to_agent(
+        zone, listener, vmm, interrupt, create, attach, network, identity,
+    ) {
         Ok(end) => {
             finish_vmm(vmm, zone);
             Outcome::Finished(end)
@@ -366,9 +378,9 @@ pub fn zone_disks(rootfs: Option<&RootfsSpec>, disks: &[DiskSpec]) -> Vec<DiskSp
     rootfs.chain(disks.iter().cloned()).collect()
 }
 
-/// Accepts the agent, runs the command and asks the zone to power off.
-/// Waits for the agent's lifeline, then creates the container, runs its process attached,
-/// and asks the zone to power off.
+/// Waits for the agent's lifeline, starts deciding the zone's workload identity, creates the
+/// container, runs its process attached, and asks the zone to power off.
+#[allow(clippy::too_many_arguments)]
 pub fn talk_to_agent(
     zone: &ZoneDir,
     listener: &UnixListener,
@@ -377,6 +389,7 @@ pub fn talk_to_agent(
     create: CreateContainerRequest,
     attach: &Attach,
     network: Option<&ZoneNetwork>,
+    identity: &IdentityPlan,
 ) -> anyhow::Result<ProcessEnd> {
     let mut lifeline = Lifeline::accept(listener, AGENT_CONNECT_TIMEOUT, || {
         if let Some(signal) = interrupt.received() {
@@ -397,6 +410,8 @@ pub fn talk_to_agent(
         cpus = ready.online_cpus,
         "agent ready"
     );
+    // Until the command ends: the zone's workloads may ask for their identity at any time.
+    let identity = zone_identity::start(zone, identity);
     let runtime = agent_client::runtime()?;
     let end = runtime.block_on(async {
         let mut client = agent_client::connect_retrying(&zone.vsock_socket(), AGENT_API_PATIENCE)
@@ -425,6 +440,8 @@ pub fn talk_to_agent(
                 agent_client::describe(&status)
             ),
         };
+        // Stopped first, so that the power-off does not read as a failure to it.
+        drop(identity);
         client
             .shutdown(ShutdownRequest {
                 action: Action::PowerOff as i32,

@@ -135,6 +135,7 @@ fn supervise(
         prepared.create,
         &attach,
         network.as_ref(),
+        &prepared.identity,
     );
     interrupt.set_vmm(None);
     match outcome {

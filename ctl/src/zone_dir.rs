@@ -134,6 +134,11 @@ impl ZoneDir {
     pub fn tpm_ek_public(&self) -> PathBuf {
         self.path.join("tpm-ek.pub")
     }
+
+    /// What the identity authority decided for the zone (`zonectl identity`).
+    pub fn identity_record(&self) -> PathBuf {
+        self.path.join("identity.json")
+    }
 }
 
 impl Drop for ZoneDir {

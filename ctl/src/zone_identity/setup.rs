@@ -1,0 +1,139 @@
+//! What the authority needs before it can attest a zone: the policy, its keys, the zone CA,
+//! the zone's EK as the VMM read it, and the reference values of what this host launched.
+//! Each failure is a reason the zone's workloads are told, so each names what is missing.
+
+use std::fs;
+use std::io;
+use std::sync::Arc;
+
+use zone_attest::evidence::ZoneManifest;
+use zone_attest::identity::authority::IdentityAuthority;
+use zone_attest::identity::policy::IdentityPolicy;
+use zone_attest::protocol::{self, Enrollment};
+use zone_attest::tpm_types::TpmPublic;
+use zone_attest::verify::Verifier;
+use zone_attest::zone_ca::{CaSigner, ZoneCa};
+
+use super::{IdentityPlan, ZonePaths};
+use crate::boot_facts;
+use crate::host_tpm;
+use crate::reference::{self, ZoneBoot};
+use crate::remote_attester::RemoteAttester;
+
+/// Ready to enroll the zone's TPM.
+pub struct Setup {
+    pub policy: IdentityPolicy,
+    pub authority: Arc<IdentityAuthority>,
+    ca: ZoneCa<Box<dyn CaSigner>>,
+    ek: TpmPublic,
+    verifier: Verifier,
+    manifest: ZoneManifest,
+}
+
+/// Enrolled: ready for attestation rounds.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub policy: IdentityPolicy,
+    pub authority: Arc<IdentityAuthority>,
+    pub verifier: Verifier,
+    pub manifest: ZoneManifest,
+    pub enrollment: Enrollment,
+}
+
+impl Setup {
+    pub fn open(paths: &ZonePaths, plan: &IdentityPlan) -> Result<Self, String> {
+        let policy = load_policy(plan)?;
+        if !plan.tpm {
+            return Err("the zone has no vTPM (--no-tpm), so nothing can vouch for it".into());
+        }
+        let dir = &plan.args.identity_dir;
+        let authority = IdentityAuthority::open_or_create(dir, &policy.trust_domain())
+            .map_err(|e| format!("the identity authority in {}: {e}", dir.display()))?;
+        let host_id = boot_facts::host_id().map_err(|e| format!("{e:#}"))?;
+        let spec = host_tpm::choose_default(plan.args.host_tpm.clone());
+        let ca = host_tpm::open_signer(&spec, &plan.args.ca_dir)
+            .and_then(|signer| host_tpm::open_zone_ca(&plan.args.ca_dir, &host_id, signer))
+            .map_err(|e| format!("the zone CA ({spec}): {e:#}"))?;
+        let ek = fs::read(&paths.ek_public)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| TpmPublic::from_tpm2b(&bytes).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                format!(
+                    "the EK the VMM read from the zone's vTPM ({}): {e}",
+                    paths.ek_public.display()
+                )
+            })?;
+        let claims = plan.claims();
+        let reference = reference::compute(&ZoneBoot {
+            vmm: &plan.boot.vmm,
+            kernel: &plan.boot.kernel,
+            initrd: &plan.boot.initrd,
+            cpus: plan.cpus,
+            memory: plan.memory,
+            disks: &plan.disks,
+            claims: &claims,
+        })
+        .map_err(|e| format!("the reference values of what this host launched: {e:#}"))?;
+        let manifest = boot_facts::manifest(&paths.id, host_id, &plan.boot)
+            .map_err(|e| format!("the zone's manifest: {e:#}"))?;
+        Ok(Self {
+            policy,
+            authority: Arc::new(authority),
+            verifier: Verifier::new(vec![ca.cert_der().to_vec()], reference),
+            ca,
+            ek,
+            manifest,
+        })
+    }
+
+    /// Certifies the zone's EK and, after credential activation, its AK.
+    pub fn enroll(
+        self,
+        zone_id: &str,
+        attester: &mut RemoteAttester<'_>,
+    ) -> Result<Enrolled, String> {
+        let enrollment = protocol::enroll_with_ek(&self.ca, attester, zone_id, &self.ek)
+            .map_err(|e| format!("enrolling the zone's vTPM with the zone CA: {}", chain(&e)))?;
+        Ok(Enrolled {
+            policy: self.policy,
+            authority: self.authority,
+            verifier: self.verifier,
+            manifest: self.manifest,
+            enrollment,
+        })
+    }
+}
+
+fn load_policy(plan: &IdentityPlan) -> Result<IdentityPolicy, String> {
+    let path = &plan.args.identity_policy;
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(format!(
+                "this host has no identity policy: {} does not exist (`zonectl identity --help` \
+                 shows how to write one)",
+                path.display()
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "reading the identity policy {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    IdentityPolicy::from_json(&bytes)
+        .map_err(|e| format!("the identity policy {} is invalid: {e}", path.display()))
+}
+
+/// An error with its sources, one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
