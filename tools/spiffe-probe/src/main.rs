@@ -25,6 +25,7 @@ use crate::error::ProbeError;
 #[derive(Debug, Parser)]
 #[command(
     name = "spiffe-probe",
+    version,
     about = "Exercise the SPIFFE Workload API at $SPIFFE_ENDPOINT_SOCKET and print what it serves",
     long_about = "Exercise the SPIFFE Workload API at $SPIFFE_ENDPOINT_SOCKET \
 (such as unix:///run/spiffe/workload.sock) with the spiffe crate and print what it serves, \
