@@ -140,7 +140,7 @@ pub fn check_path_segment(segment: &str) -> Result<(), SpiffeIdError> {
 }
 
 /// Checks a non-root path: "/" followed by one or more valid segments.
-fn check_path(path: &str) -> Result<(), SpiffeIdError> {
+pub fn check_path(path: &str) -> Result<(), SpiffeIdError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(SpiffeIdError::PathStart(path.to_string()));
     };

@@ -1,5 +1,6 @@
-//! X.509-SVID inspection: what a certificate holds, read with x509-cert. The agent uses
-//! [`leaf_public_key`] to check that the leaf the host issued certifies the key it generated.
+//! X.509-SVIDs: inspection (what a certificate holds, read with x509-cert; the agent uses
+//! [`leaf_public_key`] to check that the leaf the host issued certifies the key it generated)
+//! and, in [`build`], the certificate profiles the host's identity authority issues.
 
 use std::time::SystemTime;
 
@@ -7,6 +8,8 @@ use der::{Decode as _, Encode as _};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::Certificate;
+
+pub(crate) mod build;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum X509Error {
