@@ -304,3 +304,242 @@ fn check_jwt_bundle(bundle: &[u8]) -> Result<(), SetIdentityError> {
         _ => Err(SetIdentityError::JwtBundle),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic::Code;
+    use zone_attest::identity::authority::IdentityAuthority;
+
+    use super::*;
+
+    const ID: &str = "spiffe://example.org/zone/web";
+
+    struct Host {
+        authority: IdentityAuthority,
+        id: SpiffeId,
+    }
+
+    impl Host {
+        fn new() -> Host {
+            let trust_domain = TrustDomain::parse("example.org").unwrap();
+            Host {
+                authority: IdentityAuthority::ephemeral(&trust_domain),
+                id: SpiffeId::parse(ID).unwrap(),
+            }
+        }
+
+        /// What the authority sends for a key: the SVID (leaf only) and its bundles.
+        fn issued_for(&self, public_key: &[u8]) -> IssuedIdentity {
+            let leaf = self
+                .authority
+                .issue_x509_svid(&self.id, public_key, Duration::from_secs(3600))
+                .unwrap();
+            IssuedIdentity {
+                spiffe_id: ID.into(),
+                x509_svid_chain: vec![leaf.cert_der],
+                x509_bundle: self.authority.x509_bundle(),
+                jwt_bundle: self.authority.jwt_bundle().into_bytes(),
+                trust_domain: "example.org".into(),
+            }
+        }
+    }
+
+    fn issued(state: &IdentityState) -> Arc<Svid> {
+        match state.current() {
+            Decision::Issued(svid) => svid,
+            other => panic!("not issued: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn test_state_pending_issued_rotated_refused() {
+        let host = Host::new();
+        let state = IdentityState::new();
+        let watcher = state.subscribe();
+        assert!(matches!(state.current(), Decision::Pending));
+
+        let key = state.new_key();
+        state.issue(host.issued_for(&key)).unwrap();
+        let first = issued(&state);
+        let rotated_key = state.new_key();
+        state.issue(host.issued_for(&rotated_key)).unwrap();
+        let second = issued(&state);
+        state
+            .refuse("the zone's image is not allowed".into())
+            .unwrap();
+
+        assert_eq!(first.spiffe_id.to_string(), ID);
+        assert_eq!(first.trust_domain.as_str(), "example.org");
+        assert_eq!(
+            x509::leaf_public_key(&first.chain[0]).unwrap(),
+            key,
+            "the first leaf certifies the first key"
+        );
+        assert_ne!(first.serial_hex, second.serial_hex);
+        assert_eq!(
+            x509::leaf_public_key(&second.chain[0]).unwrap(),
+            rotated_key
+        );
+        assert_ne!(first.key_pkcs8_der(), second.key_pkcs8_der());
+        let pkcs8 = SvidKey::from_pkcs8_der(&second.key_pkcs8_der()).unwrap();
+        assert_eq!(pkcs8.public_key_der(), rotated_key);
+        assert!(
+            matches!(state.current(), Decision::Refused(ref r) if r == "the zone's image is not allowed")
+        );
+        assert!(watcher.has_changed().unwrap());
+    }
+
+    #[test]
+    fn test_issue_leaf_for_another_key_refused_old_svid_kept() {
+        let host = Host::new();
+        let state = IdentityState::new();
+        let key = state.new_key();
+        state.issue(host.issued_for(&key)).unwrap();
+        let before = issued(&state);
+        let pending = state.new_key();
+
+        let other = SvidKey::generate().public_key_der();
+        let err = state.issue(host.issued_for(&other)).unwrap_err();
+
+        assert!(matches!(err, SetIdentityError::NotPendingKey), "{err}");
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "the certificate is not for the pending key"
+        );
+        assert_eq!(issued(&state).serial_hex, before.serial_hex);
+        // The pending key is still pending: the right certificate goes in.
+        state.issue(host.issued_for(&pending)).unwrap();
+        assert_ne!(issued(&state).serial_hex, before.serial_hex);
+    }
+
+    #[test]
+    fn test_issue_without_pending_key_failed_precondition() {
+        let host = Host::new();
+        let state = IdentityState::new();
+        let offer = host.issued_for(&SvidKey::generate().public_key_der());
+
+        let err = state.issue(offer).unwrap_err();
+
+        assert!(matches!(err, SetIdentityError::NoPendingKey), "{err}");
+        assert_eq!(Status::from(err).code(), Code::FailedPrecondition);
+        assert!(matches!(state.current(), Decision::Pending));
+        // A key is certified once: the same SetIdentity again finds none pending.
+        let key = state.new_key();
+        let offer = host.issued_for(&key);
+        state.issue(offer.clone()).unwrap();
+        assert!(matches!(
+            state.issue(offer),
+            Err(SetIdentityError::NoPendingKey)
+        ));
+    }
+
+    #[test]
+    fn test_issue_bad_fields_refused_by_name_decision_unchanged() {
+        let host = Host::new();
+        let state = IdentityState::new();
+        let key = state.new_key();
+        let good = host.issued_for(&key);
+        let with = |change: &dyn Fn(&mut IssuedIdentity)| {
+            let mut offer = good.clone();
+            change(&mut offer);
+            offer
+        };
+        let cases: Vec<(IssuedIdentity, &str)> = vec![
+            (
+                with(&|o| o.spiffe_id = "spiffe://Example.org/zone/web".into()),
+                "spiffe_id",
+            ),
+            (
+                with(&|o| o.spiffe_id = "https://example.org/zone/web".into()),
+                "spiffe_id",
+            ),
+            (
+                with(&|o| o.spiffe_id = "spiffe://example.org".into()),
+                "spiffe_id",
+            ),
+            (
+                with(&|o| o.trust_domain = "other.org".into()),
+                "not in trust domain other.org",
+            ),
+            (with(&|o| o.trust_domain = String::new()), "trust_domain"),
+            (
+                with(&|o| o.spiffe_id = "spiffe://example.org/zone/db".into()),
+                "URI SANs",
+            ),
+            (with(&|o| o.x509_svid_chain.clear()), "chain is empty"),
+            (with(&|o| o.x509_bundle.clear()), "bundle is empty"),
+            (
+                with(&|o| o.x509_svid_chain[0].truncate(40)),
+                "certificate 0 of the X.509-SVID chain",
+            ),
+            (
+                with(&|o| o.x509_bundle.push(b"junk".to_vec())),
+                "certificate 1 of the X.509 bundle",
+            ),
+            (
+                with(&|o| o.jwt_bundle = b"{not json".to_vec()),
+                "JWT bundle",
+            ),
+            (with(&|o| o.jwt_bundle = b"[]".to_vec()), "JWT bundle"),
+        ];
+
+        for (offer, named) in cases {
+            let err = state.issue(offer).unwrap_err();
+            let status = Status::from(err);
+            assert_eq!(status.code(), Code::InvalidArgument, "{named}");
+            assert!(
+                status.message().contains(named),
+                "{named}: {}",
+                status.message()
+            );
+        }
+
+        assert!(matches!(state.current(), Decision::Pending));
+        state.issue(good).unwrap();
+    }
+
+    #[test]
+    fn test_set_refusal_and_empty_decisions_checked() {
+        let state = IdentityState::new();
+
+        let none = state.set(None).unwrap_err();
+        let empty = state
+            .set(Some(set_identity_request::Decision::Refused(" ".into())))
+            .unwrap_err();
+        let long = state
+            .set(Some(set_identity_request::Decision::Refused(
+                "x".repeat(MAX_REASON_LEN + 1),
+            )))
+            .unwrap_err();
+
+        assert!(matches!(none, SetIdentityError::NoDecision));
+        assert!(matches!(empty, SetIdentityError::EmptyReason));
+        assert!(matches!(long, SetIdentityError::ReasonTooLong(_)));
+        assert!(matches!(state.current(), Decision::Pending));
+        state
+            .set(Some(set_identity_request::Decision::Refused("no".into())))
+            .unwrap();
+        assert!(matches!(state.current(), Decision::Refused(_)));
+    }
+
+    #[test]
+    fn test_svid_debug_shows_no_private_key() {
+        let host = Host::new();
+        let state = IdentityState::new();
+        let key = state.new_key();
+        let svid = state.issue(host.issued_for(&key)).unwrap();
+
+        let shown = format!("{svid:?}");
+
+        assert!(shown.contains("public_key_sha256"), "{shown}");
+        let pkcs8 = svid.key_pkcs8_der();
+        let hex: String = pkcs8.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!shown.contains(&hex), "{shown}");
+        assert!(!shown.contains(&format!("{pkcs8:?}")), "{shown}");
+        assert!(!shown.contains("pkcs8"), "{shown}");
+    }
+}
