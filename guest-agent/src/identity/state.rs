@@ -160,6 +160,11 @@ impl IdentityState {
         self.decision.subscribe()
     }
 
+    /// How many watch the decision (the Workload API's open requests and streams).
+    pub fn watchers(&self) -> usize {
+        self.decision.receiver_count()
+    }
+
     /// Applies a SetIdentity decision once it passes every check.
     pub fn set(
         &self,
