@@ -16,6 +16,7 @@ use crate::container::zone_userland::zone_command;
 use crate::container::{
     CgroupStats, Container, ContainerConfig, ContainerError, ContainerId, Limits, ProcessConfig,
 };
+use crate::identity::endpoint::{add_endpoint_env, endpoint_uri};
 use crate::oom::OomWatch;
 use crate::process::{Process, ProcessPlan};
 use crate::reaper::Reaper;
@@ -48,6 +49,8 @@ pub struct Containers {
     oom: Option<Arc<OomWatch>>,
     /// The zone's resolv.conf once the network is configured with DNS.
     resolv_conf: Mutex<Option<PathBuf>>,
+    /// The zone's SPIFFE Workload API directory once the API is served.
+    workload_api: Mutex<Option<PathBuf>>,
 }
 
 impl Containers {
@@ -60,6 +63,7 @@ impl Containers {
             containers: Mutex::new(HashMap::new()),
             oom,
             resolv_conf: Mutex::new(None),
+            workload_api: Mutex::new(None),
         }
     }
 
@@ -69,8 +73,15 @@ impl Containers {
         *lock(&self.resolv_conf) = Some(path);
     }
 
+    /// Containers created from now on see `dir` (the zone's Workload API directory, its
+    /// socket inside) read-only at /run/spiffe, and every process the agent starts gets
+    /// SPIFFE_ENDPOINT_SOCKET unless its env sets it.
+    pub fn use_workload_api(&self, dir: PathBuf) {
+        *lock(&self.workload_api) = Some(dir);
+    }
+
     /// The configuration of a container with a root of its own: the request's, with the
-    /// zone's resolv.conf.
+    /// zone's resolv.conf and Workload API.
     fn container_config(
         &self,
         request: &CreateContainerRequest,
@@ -78,6 +89,7 @@ impl Containers {
         let mut config = wire_spec::container_config(request)?;
         if let Some(config) = &mut config {
             config.resolv_conf = lock(&self.resolv_conf).clone();
+            config.workload_api = lock(&self.workload_api).clone();
         }
         Ok(config)
     }
@@ -117,7 +129,7 @@ impl Containers {
             }
         };
         // A bad process (unknown user, missing directory) must not leave the container made.
-        let plan = plan(&isolation, &process, spec.stdin)?;
+        let plan = self.plan(&isolation, &process, spec.stdin)?;
         if let (Isolation::Container(container), Some(oom)) = (&isolation, &self.oom) {
             // Without a memory controller there is no memory.events and nothing to report.
             if let Err(e) = oom.watch(id, container.cgroup_dir()) {
@@ -162,7 +174,7 @@ impl Containers {
                 "container {container_id:?} has not started yet"
             )));
         }
-        let plan = plan(&lock(&entry.isolation), &process, spec.stdin)?;
+        let plan = self.plan(&lock(&entry.isolation), &process, spec.stdin)?;
         let mut processes = lock(&entry.processes);
         if processes.contains_key(exec_id) {
             return Err(RequestError::AlreadyExists(format!(
@@ -276,31 +288,40 @@ impl Containers {
             .cloned()
             .ok_or_else(|| RequestError::NotFound(format!("no container {id:?} in this zone")))
     }
-}
 
-/// Builds the command of a process where its container runs it.
-fn plan(
-    isolation: &Isolation,
-    process: &ProcessConfig,
-    stdin: bool,
-) -> Result<ProcessPlan, RequestError> {
-    let (command, ptmx) = match isolation {
-        Isolation::Container(container) => (
-            container.command(process).map_err(container_error)?,
-            container.ptmx(),
-        ),
-        Isolation::ZoneUserland => (
-            zone_command(process).map_err(container_error)?,
-            PathBuf::from("/dev/ptmx"),
-        ),
-    };
-    Ok(ProcessPlan {
-        command,
-        program: process.args[0].clone(),
-        terminal: process.terminal,
-        stdin,
-        ptmx,
-    })
+    /// Builds the command of a process where its container runs it. A container's
+    /// processes get SPIFFE_ENDPOINT_SOCKET from the container (the API is at /run/spiffe
+    /// there); those in the zone's userland see the agent's own directory.
+    fn plan(
+        &self,
+        isolation: &Isolation,
+        process: &ProcessConfig,
+        stdin: bool,
+    ) -> Result<ProcessPlan, RequestError> {
+        let (command, ptmx) = match isolation {
+            Isolation::Container(container) => (
+                container.command(process).map_err(container_error)?,
+                container.ptmx(),
+            ),
+            Isolation::ZoneUserland => {
+                let mut process = process.clone();
+                if let Some(dir) = lock(&self.workload_api).as_deref() {
+                    add_endpoint_env(&mut process.env, &endpoint_uri(dir));
+                }
+                (
+                    zone_command(&process).map_err(container_error)?,
+                    PathBuf::from("/dev/ptmx"),
+                )
+            }
+        };
+        Ok(ProcessPlan {
+            command,
+            program: process.args[0].clone(),
+            terminal: process.terminal,
+            stdin,
+            ptmx,
+        })
+    }
 }
 
 /// The gRPC-facing kind of a container error: the caller's mistake, the zone's state, or
@@ -377,5 +398,47 @@ mod tests {
             .container_config(&request(vec![spec_mount]))
             .unwrap();
         assert_eq!(own.unwrap().zone_resolv_conf(), None);
+    }
+
+    #[test]
+    fn test_container_config_gets_workload_api_once_served() {
+        let containers = Containers::new(Arc::new(Reaper::per_child()));
+        let before = containers.container_config(&request(vec![])).unwrap();
+        assert_eq!(before.unwrap().zone_workload_api(), None);
+
+        containers.use_workload_api(PathBuf::from("/run/zone/spiffe"));
+        let after = containers
+            .container_config(&request(vec![]))
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(
+            after.zone_workload_api(),
+            Some(std::path::Path::new("/run/zone/spiffe"))
+        );
+    }
+
+    #[test]
+    fn test_zone_userland_process_gets_agent_endpoint_unless_set() {
+        let containers = Containers::new(Arc::new(Reaper::per_child()));
+        containers.use_workload_api(PathBuf::from("/run/zone/spiffe"));
+        let env_of = |env: Vec<String>| {
+            let mut process = ProcessConfig::new(&["true"]);
+            process.env = env;
+            let plan = containers
+                .plan(&Isolation::ZoneUserland, &process, false)
+                .unwrap();
+            plan.command
+                .get_envs()
+                .filter(|(k, _)| *k == "SPIFFE_ENDPOINT_SOCKET")
+                .filter_map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+        };
+
+        assert_eq!(env_of(vec![]), ["unix:///run/zone/spiffe/workload.sock"]);
+        assert_eq!(
+            env_of(vec!["SPIFFE_ENDPOINT_SOCKET=unix:///elsewhere.sock".into()]),
+            ["unix:///elsewhere.sock"]
+        );
     }
 }

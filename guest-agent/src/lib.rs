@@ -7,6 +7,7 @@
 pub mod attestation;
 pub mod container;
 pub mod containers;
+pub mod identity;
 pub mod lifeline;
 pub mod mounts;
 pub mod network;

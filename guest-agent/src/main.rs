@@ -1,10 +1,13 @@
 //! `zone-agent`: PID 1 in a zone. Prepares the zone, serves `zone.agent.v1` on vsock, tells
 //! the host it is ready, and powers the zone off when the host asks or is gone.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use zone_agent::containers::Containers;
+use zone_agent::identity::{socket, Identity};
+use zone_agent::network::Network;
 use zone_agent::power::{power, PowerAction};
 use zone_agent::reaper::Reaper;
 use zone_agent::request_error::report;
@@ -83,10 +86,23 @@ fn serve(reaper: Arc<Reaper>) -> Result<PowerAction, String> {
             .name("lifeline".into())
             .spawn(move || lifeline::watch_until_closed(stream, &watcher))
             .map_err(|e| format!("starting the lifeline thread: {e}"))?;
-        server::serve(containers, incoming, shutdown)
+        let identity = Identity::new();
+        start_workload_api(&identity, &containers);
+        let network = Arc::new(Network::zone());
+        server::serve_with_identity(containers, network, identity, incoming, shutdown)
             .await
             .map_err(|e| format!("serving the agent API: {e}"))
     })
+}
+
+/// Serves the SPIFFE Workload API to the zone's containers. Without it the zone still runs
+/// containers, with no identity: a failure is logged and the agent goes on.
+fn start_workload_api(identity: &Identity, containers: &Containers) {
+    let dir = Path::new(socket::WORKLOAD_API_DIR);
+    match socket::start(identity.workload_api(), dir) {
+        Ok(_serving) => containers.use_workload_api(dir.to_path_buf()),
+        Err(e) => tracing::error!(error = %report(&e), "no SPIFFE Workload API in this zone"),
+    }
 }
 
 fn fatal(message: &str) -> ! {

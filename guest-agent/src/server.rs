@@ -16,6 +16,7 @@ use tonic::transport::Server;
 use zone_proto::agent::v1::agent_server::AgentServer;
 
 use crate::containers::Containers;
+use crate::identity::Identity;
 use crate::network::Network;
 use crate::power::PowerAction;
 use crate::service::AgentService;
@@ -48,9 +49,25 @@ where
     I: Stream<Item = io::Result<IO>>,
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
 {
+    serve_with_identity(containers, network, Identity::new(), incoming, shutdown).await
+}
+
+/// [`serve_with_network`], with `identity` as the zone's identity (the one its Workload API
+/// serves: see [`crate::identity::socket::start`]).
+pub async fn serve_with_identity<I, IO>(
+    containers: Arc<Containers>,
+    network: Arc<Network>,
+    identity: Identity,
+    incoming: I,
+    shutdown: watch::Sender<Option<PowerAction>>,
+) -> Result<PowerAction, tonic::transport::Error>
+where
+    I: Stream<Item = io::Result<IO>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+{
     let mut requested = shutdown.subscribe();
     let mut decided = shutdown.subscribe();
-    let service = AgentService::with_network(containers, network, shutdown);
+    let service = AgentService::with_identity(containers, network, identity, shutdown);
     let asked = async move {
         let _ = requested.wait_for(Option::is_some).await;
     };

@@ -15,17 +15,19 @@ use zone_proto::agent::v1::{
     ActivateCredentialRequest, ActivateCredentialResponse, AgentReady, CloseStdinRequest,
     CloseStdinResponse, ConfigureNetworkRequest, ConfigureNetworkResponse, ContainerStatsRequest,
     ContainerStatsResponse, CreateContainerRequest, CreateContainerResponse, ExecProcessRequest,
-    ExecProcessResponse, InfoRequest, ListProcessesRequest, ListProcessesResponse, OomEvent,
+    ExecProcessResponse, InfoRequest, JwtSignerAnswer, JwtSignerAsk, ListProcessesRequest,
+    ListProcessesResponse, NewIdentityKeyRequest, NewIdentityKeyResponse, OomEvent,
     OomEventsRequest, OutputChunk, OutputStream, QuoteRequest, QuoteResponse, ReadOutputRequest,
     RemoveContainerRequest, RemoveContainerResponse, ResizePtyRequest, ResizePtyResponse,
-    ShutdownRequest, ShutdownResponse, SignalProcessRequest, SignalProcessResponse,
-    StartProcessRequest, StartProcessResponse, TpmKeysRequest, TpmKeysResponse,
-    UpdateContainerRequest, UpdateContainerResponse, WaitProcessRequest, WaitProcessResponse,
-    WriteStdinRequest, WriteStdinResponse,
+    SetIdentityRequest, SetIdentityResponse, ShutdownRequest, ShutdownResponse,
+    SignalProcessRequest, SignalProcessResponse, StartProcessRequest, StartProcessResponse,
+    TpmKeysRequest, TpmKeysResponse, UpdateContainerRequest, UpdateContainerResponse,
+    WaitProcessRequest, WaitProcessResponse, WriteStdinRequest, WriteStdinResponse,
 };
 
 use crate::attestation::ZoneTpm;
 use crate::containers::Containers;
+use crate::identity::Identity;
 use crate::network::Network;
 use crate::power::PowerAction;
 use crate::process::Output;
@@ -40,6 +42,7 @@ pub struct AgentService {
     containers: Arc<Containers>,
     network: Arc<Network>,
     tpm: ZoneTpm,
+    identity: Identity,
     shutdown: watch::Sender<Option<PowerAction>>,
 }
 
@@ -56,10 +59,22 @@ impl AgentService {
         network: Arc<Network>,
         shutdown: watch::Sender<Option<PowerAction>>,
     ) -> Self {
+        Self::with_identity(containers, network, Identity::new(), shutdown)
+    }
+
+    /// A service whose identity RPCs change `identity` (which the zone's Workload API
+    /// serves).
+    pub fn with_identity(
+        containers: Arc<Containers>,
+        network: Arc<Network>,
+        identity: Identity,
+        shutdown: watch::Sender<Option<PowerAction>>,
+    ) -> Self {
         Self {
             containers,
             network,
             tpm: ZoneTpm::new(),
+            identity,
             shutdown,
         }
     }
@@ -385,6 +400,30 @@ impl Agent for AgentService {
             pcr_values,
             event_log,
         }))
+    }
+
+    async fn new_identity_key(
+        &self,
+        _request: Request<NewIdentityKeyRequest>,
+    ) -> Result<Response<NewIdentityKeyResponse>, Status> {
+        Ok(Response::new(self.identity.new_key()))
+    }
+
+    async fn set_identity(
+        &self,
+        request: Request<SetIdentityRequest>,
+    ) -> Result<Response<SetIdentityResponse>, Status> {
+        Ok(Response::new(self.identity.set(request.into_inner())?))
+    }
+
+    type JwtSignerStream = Pin<Box<dyn Stream<Item = Result<JwtSignerAsk, Status>> + Send>>;
+
+    async fn jwt_signer(
+        &self,
+        request: Request<Streaming<JwtSignerAnswer>>,
+    ) -> Result<Response<Self::JwtSignerStream>, Status> {
+        let asks = self.identity.connect_signer(request.into_inner());
+        Ok(Response::new(Box::pin(asks)))
     }
 }
 

@@ -393,6 +393,87 @@ fn test_container_spec_resolv_conf_mount_wins_over_zone_one() {
     );
 }
 
+/// The zone's Workload API directory with a listening socket in it, as the agent makes it.
+fn zone_workload_api(world: &World) -> (PathBuf, std::os::unix::net::UnixListener) {
+    let dir = world.tmp().join("run-zone/spiffe");
+    fs::create_dir_all(&dir).expect("zone spiffe dir");
+    let listener =
+        std::os::unix::net::UnixListener::bind(dir.join("workload.sock")).expect("socket");
+    fs::set_permissions(dir.join("workload.sock"), fs::Permissions::from_mode(0o666))
+        .expect("chmod socket");
+    (dir, listener)
+}
+
+#[test]
+fn test_container_sees_workload_api_read_only_socket_connectable_and_env() {
+    let world = World::new();
+    let (dir, listener) = zone_workload_api(&world);
+    let mut config = world.config("spiffe");
+    config.workload_api = Some(dir.clone());
+    let mut readonly = world.config("spiffe-ro");
+    readonly.workload_api = Some(dir);
+    readonly.readonly_rootfs = true;
+    let container = world.create(&config);
+    let readonly = world.create(&readonly);
+
+    let seen = sh(
+        &container,
+        "echo $SPIFFE_ENDPOINT_SOCKET; stat -c %F /run/spiffe/workload.sock; \
+         { touch /run/spiffe/x; } 2>&1 || true; grep ' /run/spiffe ' /proc/self/mounts",
+    );
+    let seen_ro = sh(&readonly, "stat -c %F /run/spiffe/workload.sock");
+    let mut own = ProcessConfig::new(&["sh", "-c", "echo $SPIFFE_ENDPOINT_SOCKET"]);
+    own.env = vec!["SPIFFE_ENDPOINT_SOCKET=unix:///run/spire/agent.sock".into()];
+    let own = sh_as(&container, own);
+    // Through the read-only bind mount, as a workload's connect(2) goes: EROFS is for
+    // writing files, not for connecting to a socket.
+    let through_mount = container.root().join("run/spiffe/workload.sock");
+    let connected = std::os::unix::net::UnixStream::connect(&through_mount);
+    let accepted = listener.accept();
+
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines[0], "unix:///run/spiffe/workload.sock", "{seen}");
+    assert_eq!(lines[1], "socket", "{seen}");
+    assert_eq!(
+        lines[2], "touch: /run/spiffe/x: Read-only file system",
+        "{seen}"
+    );
+    assert!(lines[3].contains(" ro,nosuid,nodev,noexec"), "{seen}");
+    assert_eq!(seen_ro, "socket\n");
+    assert_eq!(own, "unix:///run/spire/agent.sock\n");
+    assert!(
+        connected.is_ok(),
+        "connecting through the mount: {connected:?}"
+    );
+    assert!(accepted.is_ok(), "{accepted:?}");
+    // The mount point was made in the container's upper layer, not in the image.
+    assert!(!world.image.join("run").exists());
+}
+
+#[test]
+fn test_container_spec_mount_on_run_spiffe_wins_and_no_endpoint_env() {
+    let world = World::new();
+    let (dir, _listener) = zone_workload_api(&world);
+    let mut config = world.config("own-spiffe");
+    config.workload_api = Some(dir);
+    config.mounts = vec![MountSpec {
+        destination: "/run/spiffe".into(),
+        kind: MountKind::Tmpfs {
+            size: None,
+            mode: None,
+        },
+        options: MountOptions::default(),
+    }];
+    let container = world.create(&config);
+
+    let seen = sh(
+        &container,
+        "ls -A /run/spiffe; echo \"env:$SPIFFE_ENDPOINT_SOCKET\"; grep -c ' /run/spiffe ' /proc/self/mounts",
+    );
+
+    assert_eq!(seen, "env:\n1\n");
+}
+
 #[test]
 fn test_container_root_process_gets_docker_default_caps() {
     let world = World::new();

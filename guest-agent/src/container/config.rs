@@ -8,6 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use super::caps::CapabilitySets;
 use super::rlimits::{check_unique, Rlimit, RlimitError};
 use super::spec::{check_hostname, parse_cwd, RootfsSpec, SpecError};
+use super::volumes::WORKLOAD_API_DESTINATION;
 
 /// Longest container id.
 const ID_MAX: usize = 64;
@@ -33,6 +34,8 @@ pub enum ConfigError {
     },
     #[error("the zone's resolv.conf {0:?} is not an absolute path without \"..\"")]
     ResolvConf(PathBuf),
+    #[error("the zone's Workload API directory {0:?} is not an absolute path without \"..\"")]
+    WorkloadApi(PathBuf),
     #[error("memory limit {0} is below the 1 MiB minimum")]
     MemoryLimit(u64),
     #[error("process args are empty: nothing to run")]
@@ -106,6 +109,10 @@ pub struct ContainerConfig {
     /// /etc/resolv.conf after `mounts`, unless one of them covers that path already
     /// ([`ContainerConfig::zone_resolv_conf`]).
     pub resolv_conf: Option<PathBuf>,
+    /// The zone's SPIFFE Workload API directory (holding its socket), bound read-only onto
+    /// the container's /run/spiffe after `mounts` unless one of them is at exactly that path
+    /// ([`ContainerConfig::zone_workload_api`]).
+    pub workload_api: Option<PathBuf>,
 }
 
 impl ContainerConfig {
@@ -119,6 +126,7 @@ impl ContainerConfig {
             mounts: Vec::new(),
             memory_limit: None,
             resolv_conf: None,
+            workload_api: None,
         }
     }
 
@@ -136,6 +144,18 @@ impl ContainerConfig {
             matches!(parts.as_slice(), ["etc"] | ["etc", "resolv.conf"])
         });
         (!covered).then_some(resolv_conf)
+    }
+
+    /// The zone's Workload API directory to bind onto /run/spiffe: `None` without one, or
+    /// when a mount of the spec is at /run/spiffe (the spec's own wins). A spec mount above it
+    /// (a tmpfs on /run) is fine: the zone's goes inside, after it.
+    pub fn zone_workload_api(&self) -> Option<&Path> {
+        let dir = self.workload_api.as_deref()?;
+        let covered = self
+            .mounts
+            .iter()
+            .any(|mount| same_destination(&mount.destination, WORKLOAD_API_DESTINATION));
+        (!covered).then_some(dir)
     }
 
     /// Everything that can be checked without looking at the zone.
@@ -159,6 +179,11 @@ impl ContainerConfig {
         if let Some(path) = &self.resolv_conf {
             if !is_clean_absolute(path) {
                 return Err(ConfigError::ResolvConf(path.clone()));
+            }
+        }
+        if let Some(path) = &self.workload_api {
+            if !is_clean_absolute(path) {
+                return Err(ConfigError::WorkloadApi(path.clone()));
             }
         }
         Ok(())
@@ -257,6 +282,17 @@ pub fn check_destination(destination: &str) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError::Destination(destination.to_string()))
     }
+}
+
+/// Whether two absolute destinations name the same path, however many slashes they use.
+fn same_destination(a: &str, b: &str) -> bool {
+    let parts = |path: &'_ str| -> Vec<String> {
+        path.split('/')
+            .filter(|part| !part.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    parts(a) == parts(b)
 }
 
 /// Absolute, no NUL, no `.` or `..` component (`Path::components` hides inner `.`s, so the
@@ -512,6 +548,35 @@ mod tests {
         assert_eq!(
             config.check(),
             Err(ConfigError::ResolvConf("run/zone/resolv.conf".into()))
+        );
+    }
+
+    #[test]
+    fn test_zone_workload_api_unless_spec_mounts_exactly_run_spiffe() {
+        let id = ContainerId::new("c1").unwrap();
+        let mut config = ContainerConfig::new(id, RootfsSource::Directory("/images/a".into()));
+        assert_eq!(config.zone_workload_api(), None);
+        config.workload_api = Some("/run/zone/spiffe".into());
+        config.mounts.push(tmpfs(None, None));
+        for beside in ["/run", "/run/spiffe/x", "/run/spiffe2", "/spiffe"] {
+            config.mounts[0].destination = beside.into();
+            assert_eq!(
+                config.zone_workload_api(),
+                Some(Path::new("/run/zone/spiffe")),
+                "{beside}"
+            );
+        }
+
+        for covering in ["/run/spiffe", "//run//spiffe/"] {
+            config.mounts[0].destination = covering.into();
+            assert_eq!(config.zone_workload_api(), None, "{covering}");
+        }
+
+        config.mounts.clear();
+        config.workload_api = Some("/run/zone/../spiffe".into());
+        assert_eq!(
+            config.check(),
+            Err(ConfigError::WorkloadApi("/run/zone/../spiffe".into()))
         );
     }
 }

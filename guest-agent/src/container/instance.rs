@@ -23,8 +23,12 @@ use super::rootfs::{
 };
 use super::spec::parse_cwd;
 use super::users::{resolve_user, Identity, UserError};
-use super::volumes::{mount_extra, mount_zone_file, VolumeError, RESOLV_CONF_DESTINATION};
+use super::volumes::{
+    mount_extra, mount_zone_dir, mount_zone_file, VolumeError, RESOLV_CONF_DESTINATION,
+    WORKLOAD_API_DESTINATION,
+};
 use super::CONTAINER_PATH;
+use crate::identity::endpoint::{endpoint_uri, ENDPOINT_ENV};
 
 /// Most bytes read from a root's /etc/passwd or /etc/group.
 const ACCOUNT_FILE_LIMIT: u64 = 1 << 20;
@@ -95,6 +99,8 @@ pub struct Container {
     dirs: ContainerDirs,
     cgroup: Cgroup,
     uts: Option<OwnedFd>,
+    /// The zone's Workload API is at /run/spiffe: processes get SPIFFE_ENDPOINT_SOCKET.
+    workload_api: bool,
     destroyed: bool,
 }
 
@@ -174,6 +180,7 @@ impl Container {
             dirs,
             cgroup,
             uts,
+            workload_api: config.zone_workload_api().is_some(),
             destroyed: false,
         })
     }
@@ -208,7 +215,7 @@ impl Container {
             return Err(ContainerError::CwdNotDirectory(cwd_text.into_owned()));
         }
         let identity = identity_in(root, &process.user)?;
-        let env = environment(process, &identity);
+        let env = environment(process, &identity, self.workload_api);
         let uts = self
             .uts
             .as_ref()
@@ -309,14 +316,22 @@ impl Drop for Container {
     }
 }
 
-/// Mounts the root, the extra mounts, the zone's resolv.conf and makes the root read-only
-/// if asked; undoes its mounts on failure.
+/// Mounts the root, the extra mounts, the zone's resolv.conf and Workload API directory, and
+/// makes the root read-only if asked; undoes its mounts on failure.
 fn build(dirs: &ContainerDirs, config: &ContainerConfig) -> Result<(), ContainerError> {
     let mut stack = MountStack::default();
     mount_root(dirs, &config.rootfs, &mut stack)?;
     mount_extra(&dirs.root, &config.mounts, &mut stack)?;
     if let Some(resolv_conf) = config.zone_resolv_conf() {
         mount_zone_file(&dirs.root, resolv_conf, RESOLV_CONF_DESTINATION, &mut stack)?;
+    }
+    if let Some(workload_api) = config.zone_workload_api() {
+        mount_zone_dir(
+            &dirs.root,
+            workload_api,
+            WORKLOAD_API_DESTINATION,
+            &mut stack,
+        )?;
     }
     if config.readonly_rootfs {
         make_root_readonly(&dirs.root)?;
@@ -401,7 +416,13 @@ pub(super) fn identity_in(root: &Path, user: &str) -> Result<Identity, Container
     Ok(resolve_user(user, &passwd, &group)?)
 }
 
-fn environment(process: &ProcessConfig, identity: &Identity) -> Vec<(String, String)> {
+/// The process's environment: its own entries, then defaults for the variables it lacks
+/// (PATH, HOME, TERM with a terminal, SPIFFE_ENDPOINT_SOCKET with the zone's Workload API).
+fn environment(
+    process: &ProcessConfig,
+    identity: &Identity,
+    workload_api: bool,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = process
         .env
         .iter()
@@ -411,6 +432,10 @@ fn environment(process: &ProcessConfig, identity: &Identity) -> Vec<(String, Str
     let mut defaults = vec![("PATH", CONTAINER_PATH), ("HOME", identity.home.as_str())];
     if process.terminal {
         defaults.push(("TERM", "xterm"));
+    }
+    let endpoint = endpoint_uri(Path::new(WORKLOAD_API_DESTINATION));
+    if workload_api {
+        defaults.push((ENDPOINT_ENV, endpoint.as_str()));
     }
     for (key, value) in defaults {
         if !env.iter().any(|(k, _)| k == key) {
@@ -435,7 +460,7 @@ mod tests {
         let mut process = ProcessConfig::new(&["sh"]);
         process.env = vec!["PATH=/opt/bin".into(), "A=b=c".into()];
 
-        let env = environment(&process, &identity);
+        let env = environment(&process, &identity, false);
         assert_eq!(
             env,
             [
@@ -447,9 +472,36 @@ mod tests {
 
         process.terminal = true;
         process.env.clear();
-        let env = environment(&process, &identity);
+        let env = environment(&process, &identity, false);
         assert!(env.contains(&("TERM".into(), "xterm".into())));
         assert!(env.contains(&("PATH".into(), CONTAINER_PATH.into())));
+        assert!(!env.iter().any(|(k, _)| k == "SPIFFE_ENDPOINT_SOCKET"));
+    }
+
+    #[test]
+    fn test_environment_spiffe_endpoint_added_unless_set() {
+        let identity = Identity {
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            home: "/root".into(),
+        };
+        let mut process = ProcessConfig::new(&["sh"]);
+
+        let env = environment(&process, &identity, true);
+        process.env = vec!["SPIFFE_ENDPOINT_SOCKET=unix:///run/spire/agent.sock".into()];
+        let own = environment(&process, &identity, true);
+
+        assert!(env.contains(&(
+            "SPIFFE_ENDPOINT_SOCKET".into(),
+            "unix:///run/spiffe/workload.sock".into()
+        )));
+        let values: Vec<&str> = own
+            .iter()
+            .filter(|(k, _)| k == "SPIFFE_ENDPOINT_SOCKET")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(values, ["unix:///run/spire/agent.sock"]);
     }
 
     #[test]

@@ -125,6 +125,34 @@ fn mount_one(root: &Path, spec: &MountSpec, stack: &mut MountStack) -> Result<()
 
 /// Where containers get the zone's resolv.conf.
 pub const RESOLV_CONF_DESTINATION: &str = "/etc/resolv.conf";
+/// Where containers get the zone's SPIFFE Workload API directory (its socket inside).
+pub const WORKLOAD_API_DESTINATION: &str = "/run/spiffe";
+
+/// Binds the zone's directory `source` read-only (nosuid, nodev, noexec too) onto
+/// `destination` (checked, not "/") in the root, creating the missing directories on the
+/// way in the root's upper layer. Connecting to a socket in it still works: a read-only
+/// mount refuses writes to files, not connections.
+pub fn mount_zone_dir(
+    root: &Path,
+    source: &Path,
+    destination: &str,
+    stack: &mut MountStack,
+) -> Result<(), VolumeError> {
+    let spec = MountSpec {
+        destination: destination.to_string(),
+        kind: MountKind::Bind {
+            source: source.to_path_buf(),
+            recursive: false,
+        },
+        options: MountOptions {
+            readonly: true,
+            nosuid: true,
+            nodev: true,
+            noexec: true,
+        },
+    };
+    mount_one(root, &spec, stack)
+}
 
 /// Binds the zone's file `source` read-only (nosuid, nodev, noexec too) onto `destination`
 /// (checked, not "/") in the root. The image's file there is covered. A symbolic link there
