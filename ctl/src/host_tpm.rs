@@ -139,6 +139,16 @@ pub fn open_signer(spec: &HostTpmSpec, ca_dir: &Path) -> anyhow::Result<Box<dyn 
     })
 }
 
+/// Opens the host's zone CA in `ca_dir` (created on first use) with `signer` holding its key.
+pub fn open_zone_ca(
+    ca_dir: &Path,
+    host_id: &str,
+    signer: Box<dyn CaSigner>,
+) -> anyhow::Result<ZoneCa<Box<dyn CaSigner>>> {
+    ZoneCa::open_or_create_with(ca_dir, host_id, signer)
+        .with_context(|| format!("opening the zone CA in {}", ca_dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,14 +235,4 @@ mod tests {
         let e = open_signer(&spec, &ca_dir).expect_err("no TPM there");
         assert!(format!("{e:#}").contains("swtpm:unix:"), "{e:#}");
     }
-}
-
-/// Opens the host's zone CA in `ca_dir` (created on first use) with `signer` holding its key.
-pub fn open_zone_ca(
-    ca_dir: &Path,
-    host_id: &str,
-    signer: Box<dyn CaSigner>,
-) -> anyhow::Result<ZoneCa<Box<dyn CaSigner>>> {
-    ZoneCa::open_or_create_with(ca_dir, host_id, signer)
-        .with_context(|| format!("opening the zone CA in {}", ca_dir.display()))
 }
