@@ -20,8 +20,9 @@ use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use zone_proto::agent::v1::set_identity_request::Decision;
 use zone_proto::agent::v1::shutdown_request::Action;
-use zone_proto::agent::v1::{AgentReady, ShutdownRequest};
+use zone_proto::agent::v1::{AgentReady, SetIdentityRequest, ShutdownRequest};
 use zone_proto::frame::{read_frame, FrameError};
 
 use crate::rootfs::{self, RootfsError};
@@ -37,6 +38,10 @@ const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const AGENT_API_PATIENCE: Duration = Duration::from_secs(15);
 const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
 const CONSOLE_TAIL_LINES: usize = 25;
+/// What a pod's workloads hear from the Workload API (after "this zone has no SPIFFE
+/// identity: ").
+const POD_IDENTITY_REFUSAL: &str = "pods started through containerd-shim-zone-v1 are not \
+    attested for SVIDs yet; zones started by zonectl are";
 /// The smallest first-container image.
 const MIN_IMAGE_MIB: u64 = 16;
 
@@ -349,6 +354,18 @@ async fn boot_inner(
             .await
             .map_err(|status| ZoneError::ConfigureNetwork(status.message().to_string()))?;
         tracing::info!("pod network configured");
+    }
+    // The agent serves the SPIFFE Workload API in every zone; the identity authority that
+    // attests zones for an SVID runs in zonectl only so far. Say so to the pod's workloads
+    // at once, rather than leaving them to wait for a decision that never comes.
+    let refused = SetIdentityRequest {
+        decision: Some(Decision::Refused(POD_IDENTITY_REFUSAL.to_string())),
+    };
+    if let Err(status) = client.set_identity(refused).await {
+        tracing::warn!(
+            "telling the agent the pod has no identity: {}",
+            status.message()
+        );
     }
     Ok(Zone {
         id: id.to_string(),
