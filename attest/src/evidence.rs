@@ -27,6 +27,9 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::eventlog::EventLog;
+use crate::reference::{claim_of, component_of};
+
 pub const FORMAT: &str = "zones-evidence/v1";
 /// Largest bundle [`Evidence::from_json`] reads.
 pub const MAX_EVIDENCE_JSON: usize = 1024 * 1024;
@@ -87,6 +90,37 @@ pub struct ZoneManifest {
     /// Empty for a zone without an image (bare zone).
     pub image_manifest_digest: String,
     pub oci_config_digest: String,
+}
+
+impl ZoneManifest {
+    /// The host's manifest of zone `zone_id`'s boot as `log` records it: the log the VMM
+    /// wrote as it measured the zone. `None` when the log lacks the VMM version or the kernel.
+    pub fn from_event_log(zone_id: &str, host_id: &str, log: &EventLog) -> Option<Self> {
+        let mut vmm_version = None;
+        let mut components = BTreeMap::new();
+        let mut claims = BTreeMap::new();
+        for e in &log.events {
+            if let Some((k, v)) = claim_of(e) {
+                claims.insert(k, v);
+            } else if let Some(name) = component_of(e) {
+                if name == "vmm-version" {
+                    vmm_version = Some(String::from_utf8_lossy(&e.data).into_owned());
+                }
+                components.insert(name, sha256_uri(&e.digest));
+            }
+        }
+        let claim = |k: &str| claims.get(k).cloned().unwrap_or_default();
+        Some(Self {
+            zone_id: zone_id.to_string(),
+            host_id: host_id.to_string(),
+            vmm_version: vmm_version?,
+            kernel_digest: components.get("kernel")?.clone(),
+            initrd_digest: components.get("initrd").cloned(),
+            cmdline_digest: components.get("cmdline").cloned().unwrap_or_default(),
+            image_manifest_digest: claim("image-manifest-digest"),
+            oci_config_digest: claim("oci-config-digest"),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::eventlog::{
-    Event, EV_EVENT_TAG, EV_IPL, EV_PLATFORM_CONFIG_FLAGS, EV_SEPARATOR, EV_S_CRTM_VERSION,
+    Event, EventLog, EV_EVENT_TAG, EV_IPL, EV_PLATFORM_CONFIG_FLAGS, EV_SEPARATOR, EV_S_CRTM_VERSION,
 };
 use crate::evidence::sha256_uri;
 use crate::measurements::{
@@ -86,7 +86,12 @@ impl ReferenceValues {
     /// The reference values of a boot with `inputs` (whose zone id is ignored).
     pub fn from_boot_inputs(inputs: &BootInputs<'_>) -> Self {
         let plan = measurements::plan(inputs);
-        let log = measurements::event_log(&plan);
+        Self::from_event_log(&measurements::event_log(&plan))
+    }
+
+    /// The reference values of the boot `log` records: the log the VMM wrote as it measured
+    /// the zone (the host's own record, never the one the guest reports).
+    pub fn from_event_log(log: &EventLog) -> Self {
         let replay = log.replay();
         let mut r = ReferenceValues {
             format: FORMAT.to_string(),

@@ -8,7 +8,7 @@ use zone_attest::eventlog::{self, Event, EventLog, EV_EVENT_TAG, EV_IPL};
 use zone_attest::evidence::{sha256_uri, Evidence, ZoneManifest};
 use zone_attest::measurements::{self, BootInputs, ZoneClaims, PCR_ZONE_CLAIMS};
 use zone_attest::protocol::{attest, attest_key, enroll, respond, Enrollment};
-use zone_attest::reference::ReferenceValues;
+use zone_attest::reference::{self, ReferenceValues};
 use zone_attest::soft_tpm::SoftTpm;
 use zone_attest::verify::{key_binding, verify, Check, Failure, Policy, Verified, Verifier};
 use zone_attest::zone_ca::{FileCaSigner, ZoneCa};
@@ -491,4 +491,17 @@ fn test_verify_key_bound_response_for_another_key_is_refused() {
     let f = failures(verifier.verify_key_bound_response(&e, &[9; 32], b"zone key"));
     assert!(has(&f, Check::Nonce, None), "{f:?}");
     assert_eq!(f.len(), 1);
+}
+
+#[test]
+fn test_verify_reference_and_manifest_from_the_vmms_log_affirm_the_zone() {
+    let c = claims(&GOOD);
+    let log = measurements::event_log(&measurements::plan(&inputs(&GOOD, &c)));
+    assert_eq!(ReferenceValues::from_event_log(&log), reference());
+    let m = ZoneManifest::from_event_log("zone-1", "host-a", &log).expect("a full log");
+    assert_eq!(m, manifest(&GOOD, "host-a"));
+    // A log without the kernel's event is no manifest.
+    let mut short = log.clone();
+    short.events.retain(|e| reference::component_of(e).as_deref() != Some("kernel"));
+    assert!(ZoneManifest::from_event_log("zone-1", "host-a", &short).is_none());
 }
