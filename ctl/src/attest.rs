@@ -15,20 +15,18 @@ use zone_attest::protocol;
 use zone_attest::tpm_types::TpmPublic;
 use zone_attest::zone_ca::KEY_FILE;
 
-// The host-TPM choice lives next to its only user; declared here so that this change stays
-// inside attest.rs (move the declaration to lib.rs when another verb needs it).
-use crate::host_tpm::{self, HostTpmSpec};
+use zone_identity::host_tpm::{self, HostTpmSpec};
 
 use crate::agent_client;
 use crate::boot_facts;
 use crate::cli::ZoneRef;
 use crate::exec::BOOT_PATIENCE;
-use crate::remote_attester::RemoteAttester;
 use crate::zone_dir::ZoneDir;
 use crate::zone_state;
+use zone_identity::remote_attester::RemoteAttester;
 
 /// Where the host's zone CA lives unless --ca-dir says otherwise.
-pub const DEFAULT_CA_DIR: &str = "/var/lib/zones/ca";
+pub use zone_identity::config::DEFAULT_CA_DIR;
 /// Most bytes of qualifying data a TPM quote carries.
 const MAX_NONCE: usize = 64;
 

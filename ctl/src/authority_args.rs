@@ -3,13 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::attest::DEFAULT_CA_DIR;
-use crate::host_tpm::HostTpmSpec;
-
-/// Where the registration policy lives unless --identity-policy says otherwise.
-pub const DEFAULT_POLICY: &str = "/etc/zones/identity-policy.json";
-/// Where the identity authority keeps its keys unless --identity-dir says otherwise.
-pub const DEFAULT_IDENTITY_DIR: &str = "/var/lib/zones/identity";
+use zone_identity::config::{DEFAULT_CA_DIR, DEFAULT_IDENTITY_DIR, DEFAULT_POLICY};
+use zone_identity::host_tpm::HostTpmSpec;
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Workload identity (SPIFFE)")]

@@ -5,8 +5,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::cli::ZoneRef;
 use crate::zone_dir::ZoneDir;
-use crate::zone_identity::record::{Decision, IdentityRecord};
 use crate::zone_state;
+use zone_identity::record::{Decision, IdentityRecord};
 
 /// Show the workload identity a zone was issued, and why (or why not).
 #[derive(Debug, clap::Args)]
@@ -161,8 +161,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone_identity::record::SvidRecord;
     use std::path::Path;
+    use zone_identity::record::SvidRecord;
 
     #[test]
     fn test_timestamp_is_rfc3339_utc() {

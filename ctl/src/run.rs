@@ -26,6 +26,7 @@ use zone_proto::agent::v1::{
 use crate::agent_client;
 use crate::attach::{self, Attach, ProcessEnd, Sink};
 use crate::cli::{DiskSpec, RootfsSpec, RunArgs};
+use crate::identity_plan::{self, IdentityPlan};
 use crate::interrupt::Interrupt;
 use crate::lifeline::{Lifeline, AGENT_PORT};
 use crate::network::{self, ZoneNetwork};
@@ -33,7 +34,6 @@ use crate::timing;
 use crate::vmm_process::{VmmConfig, VmmNet, VmmProcess, VmmTpm};
 use crate::workload::{self, ImageDigests};
 use crate::zone_dir::ZoneDir;
-use crate::zone_identity::{self, IdentityPlan};
 use crate::zone_state::{self, BootRecord, Status, ZoneState};
 
 /// zonectl's exit code when the zone failed (docker's convention).
@@ -201,7 +201,7 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     };
     let disks = zone_disks(workload.rootfs.as_ref(), &args.shape.disks);
     let vmm_binary = args.vmm.clone().unwrap_or_else(default_vmm);
-    let identity = IdentityPlan::new(args, &vmm_binary, &disks, workload.image.as_ref());
+    let identity = IdentityPlan::new(args);
     Ok(Prepared {
         disks,
         create: CreateContainerRequest {
@@ -411,7 +411,7 @@ pub fn talk_to_agent(
         "agent ready"
     );
     // Until the command ends: the zone's workloads may ask for their identity at any time.
-    let identity = zone_identity::start(zone, identity);
+    let identity = identity_plan::start(zone, identity);
     let runtime = agent_client::runtime()?;
     let end = runtime.block_on(async {
         let mut client = agent_client::connect_retrying(&zone.vsock_socket(), AGENT_API_PATIENCE)

@@ -12,7 +12,7 @@ use zone_attest::identity::spiffe_id::SpiffeId;
 use zone_proto::agent::v1::jwt_signer_answer::Result as Answer;
 use zone_proto::agent::v1::{JwtSignerAnswer, JwtSignerAsk};
 
-use crate::agent_client::{self, Client};
+use crate::{describe, Client};
 
 /// Most audiences one JWT-SVID may name.
 const MAX_AUDIENCES: usize = 16;
@@ -83,14 +83,12 @@ pub async fn serve(mut client: Client, signer: Signer) -> anyhow::Result<()> {
     let mut asks = client
         .jwt_signer(ReceiverStream::new(outbound))
         .await
-        .map_err(|status| {
-            anyhow::anyhow!("opening JwtSigner: {}", agent_client::describe(&status))
-        })?
+        .map_err(|status| anyhow::anyhow!("opening JwtSigner: {}", describe(&status)))?
         .into_inner();
     while let Some(ask) = asks
         .message()
         .await
-        .map_err(|status| anyhow::anyhow!("JwtSigner: {}", agent_client::describe(&status)))?
+        .map_err(|status| anyhow::anyhow!("JwtSigner: {}", describe(&status)))?
     {
         if answers.send(signer.answer(&ask)).await.is_err() {
             break;

@@ -8,7 +8,7 @@ use zone_attest::quote::PcrBank;
 use zone_attest::tpm_types::TpmPublic;
 use zone_proto::agent::v1::{ActivateCredentialRequest, QuoteRequest, TpmKeysRequest};
 
-use crate::agent_client::{self, Client};
+use crate::{describe, Client};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteTpmError {
@@ -41,7 +41,7 @@ impl<'a> RemoteAttester<'a> {
         let keys = self
             .runtime
             .block_on(self.client.tpm_keys(TpmKeysRequest {}))
-            .map_err(|status| RemoteTpmError::Agent(agent_client::describe(&status)))?
+            .map_err(|status| RemoteTpmError::Agent(describe(&status)))?
             .into_inner();
         let parse = |what, bytes: &[u8]| {
             TpmPublic::from_tpm2b(bytes).map_err(|e| RemoteTpmError::BadAnswer {
@@ -75,7 +75,7 @@ impl Attester for RemoteAttester<'_> {
         let answer = self
             .runtime
             .block_on(self.client.activate_credential(request))
-            .map_err(|status| RemoteTpmError::Agent(agent_client::describe(&status)))?;
+            .map_err(|status| RemoteTpmError::Agent(describe(&status)))?;
         Ok(answer.into_inner().secret)
     }
 
@@ -87,7 +87,7 @@ impl Attester for RemoteAttester<'_> {
         let answer = self
             .runtime
             .block_on(self.client.quote(request))
-            .map_err(|status| RemoteTpmError::Agent(agent_client::describe(&status)))?
+            .map_err(|status| RemoteTpmError::Agent(describe(&status)))?
             .into_inner();
         let bad = |detail: String| RemoteTpmError::BadAnswer {
             what: "quote",

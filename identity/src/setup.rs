@@ -1,24 +1,29 @@
 //! What the authority needs before it can attest a zone: the policy, its keys, the zone CA,
-//! the zone's EK as the VMM read it, and the reference values of what this host launched.
-//! Each failure is a reason the zone's workloads are told, so each names what is missing.
+//! the zone's EK as the VMM read it, and the reference values and manifest of the boot the
+//! VMM measured (from the event log it wrote). Each failure is a reason the zone's workloads
+//! are told, so each names what is missing.
 
 use std::fs;
 use std::io;
 use std::sync::Arc;
 
+use zone_attest::eventlog::EventLog;
 use zone_attest::evidence::ZoneManifest;
 use zone_attest::identity::authority::IdentityAuthority;
 use zone_attest::identity::policy::IdentityPolicy;
 use zone_attest::protocol::{self, Enrollment};
+use zone_attest::reference::ReferenceValues;
 use zone_attest::tpm_types::TpmPublic;
 use zone_attest::verify::Verifier;
 use zone_attest::zone_ca::{CaSigner, ZoneCa};
 
-use super::{IdentityPlan, ZonePaths};
-use crate::boot_facts;
+use crate::config::AuthorityConfig;
+use crate::driver::{ZoneFacts, ZoneFiles};
 use crate::host_tpm;
-use crate::reference::{self, ZoneBoot};
 use crate::remote_attester::RemoteAttester;
+
+/// Largest event log the VMM writes is a few KiB; anything near this is not ours.
+const MAX_EVENT_LOG: u64 = 1 << 20;
 
 /// Ready to enroll the zone's TPM.
 pub struct Setup {
@@ -41,45 +46,47 @@ pub struct Enrolled {
 }
 
 impl Setup {
-    pub fn open(paths: &ZonePaths, plan: &IdentityPlan) -> Result<Self, String> {
-        let policy = load_policy(plan)?;
-        if !plan.tpm {
-            return Err("the zone has no vTPM (--no-tpm), so nothing can vouch for it".into());
+    pub fn open(
+        config: &AuthorityConfig,
+        facts: &ZoneFacts,
+        files: &ZoneFiles,
+    ) -> Result<Self, String> {
+        let policy = load_policy(config)?;
+        if !facts.tpm {
+            return Err("the zone has no vTPM, so nothing can vouch for it".into());
         }
-        let dir = &plan.args.identity_dir;
+        let dir = &config.identity_dir;
         let authority = IdentityAuthority::open_or_create(dir, &policy.trust_domain())
             .map_err(|e| format!("the identity authority in {}: {e}", dir.display()))?;
-        let host_id = boot_facts::host_id().map_err(|e| format!("{e:#}"))?;
-        let spec = host_tpm::choose_default(plan.args.host_tpm.clone());
-        let ca = host_tpm::open_signer(&spec, &plan.args.ca_dir)
-            .and_then(|signer| host_tpm::open_zone_ca(&plan.args.ca_dir, &host_id, signer))
+        let host_id = crate::host_id::host_id().map_err(|e| format!("{e:#}"))?;
+        let spec = host_tpm::choose_default(config.host_tpm.clone());
+        let ca = host_tpm::open_signer(&spec, &config.ca_dir)
+            .and_then(|signer| host_tpm::open_zone_ca(&config.ca_dir, &host_id, signer))
             .map_err(|e| format!("the zone CA ({spec}): {e:#}"))?;
-        let ek = fs::read(&paths.ek_public)
+        let ek = fs::read(&files.ek_public)
             .map_err(|e| e.to_string())
             .and_then(|bytes| TpmPublic::from_tpm2b(&bytes).map_err(|e| e.to_string()))
             .map_err(|e| {
                 format!(
                     "the EK the VMM read from the zone's vTPM ({}): {e}",
-                    paths.ek_public.display()
+                    files.ek_public.display()
                 )
             })?;
-        let claims = plan.claims();
-        let reference = reference::compute(&ZoneBoot {
-            vmm: &plan.boot.vmm,
-            kernel: &plan.boot.kernel,
-            initrd: &plan.boot.initrd,
-            cpus: plan.cpus,
-            memory: plan.memory,
-            disks: &plan.disks,
-            claims: &claims,
-        })
-        .map_err(|e| format!("the reference values of what this host launched: {e:#}"))?;
-        let manifest = boot_facts::manifest(&paths.id, host_id, &plan.boot)
-            .map_err(|e| format!("the zone's manifest: {e:#}"))?;
+        let log = read_event_log(files)?;
+        let manifest =
+            ZoneManifest::from_event_log(&facts.zone_id, &host_id, &log).ok_or_else(|| {
+                format!(
+                    "the VMM's event log {} lacks the VMM version or the kernel",
+                    files.event_log.display()
+                )
+            })?;
         Ok(Self {
             policy,
             authority: Arc::new(authority),
-            verifier: Verifier::new(vec![ca.cert_der().to_vec()], reference),
+            verifier: Verifier::new(
+                vec![ca.cert_der().to_vec()],
+                ReferenceValues::from_event_log(&log),
+            ),
             ca,
             ek,
             manifest,
@@ -104,8 +111,8 @@ impl Setup {
     }
 }
 
-fn load_policy(plan: &IdentityPlan) -> Result<IdentityPolicy, String> {
-    let path = &plan.args.identity_policy;
+fn load_policy(config: &AuthorityConfig) -> Result<IdentityPolicy, String> {
+    let path = &config.policy;
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -124,6 +131,19 @@ fn load_policy(plan: &IdentityPlan) -> Result<IdentityPolicy, String> {
     };
     IdentityPolicy::from_json(&bytes)
         .map_err(|e| format!("the identity policy {} is invalid: {e}", path.display()))
+}
+
+fn read_event_log(files: &ZoneFiles) -> Result<EventLog, String> {
+    let path = &files.event_log;
+    let what = |e: String| format!("the VMM's event log {}: {e}", path.display());
+    let size = fs::metadata(path).map_err(|e| what(e.to_string()))?.len();
+    if size > MAX_EVENT_LOG {
+        return Err(what(format!(
+            "{size} bytes is too large for a zone's boot log"
+        )));
+    }
+    let bytes = fs::read(path).map_err(|e| what(e.to_string()))?;
+    EventLog::parse(&bytes).map_err(|e| what(e.to_string()))
 }
 
 /// An error with its sources, one line.

@@ -59,7 +59,9 @@ impl IdentityRecord {
     pub fn pending(policy_file: &Path) -> Self {
         Self {
             decision: Decision::Pending,
-            decided_at: crate::zone_state::now(),
+            decided_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             policy_file: policy_file.to_path_buf(),
             trust_domain: None,
             path_template: None,

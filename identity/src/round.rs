@@ -13,11 +13,12 @@ use zone_attest::protocol;
 use zone_proto::agent::v1::set_identity_request::Decision as AgentDecision;
 use zone_proto::agent::v1::{IssuedIdentity, NewIdentityKeyRequest, SetIdentityRequest};
 
-use super::jwt_signer::CurrentId;
-use super::record::{Decision, IdentityRecord, SvidRecord};
-use super::setup::{chain, Enrolled};
-use crate::agent_client::{self, Client};
+use crate::driver::ZoneFacts;
+use crate::jwt_signer::CurrentId;
+use crate::record::{Decision, IdentityRecord, SvidRecord};
 use crate::remote_attester::RemoteAttester;
+use crate::setup::{chain, Enrolled};
+use crate::{describe, Client};
 
 /// Longest public key the zone may hand over (a P-256 SPKI is 91 bytes).
 const MAX_PUBLIC_KEY: usize = 1024;
@@ -47,7 +48,7 @@ impl Round<'_> {
         &mut self,
         setup: &mut Enrolled,
         attester: &mut RemoteAttester<'_>,
-        zone_name: Option<&str>,
+        zone: &ZoneFacts,
     ) -> RoundEnd {
         let key = match self.new_key() {
             Ok(key) => key,
@@ -73,7 +74,9 @@ impl Round<'_> {
                 return self.refuse_round(reasons, None);
             }
         };
-        let facts = Facts::from_verified(&verified, zone_name);
+        let mut facts = Facts::from_verified(&verified, zone.zone_name.as_deref());
+        facts.pod_namespace = zone.pod_namespace.clone();
+        facts.service_account = zone.service_account.clone();
         let id = match setup.policy.admit(&facts) {
             Ok(id) => id,
             Err(reasons) => return self.refuse_round(reasons, Some(facts)),
@@ -100,7 +103,7 @@ impl Round<'_> {
         let summary = x509::summarize(&svid.cert_der).ok();
         let record = &mut *self.record;
         record.decision = Decision::Issued;
-        record.decided_at = crate::zone_state::now();
+        record.decided_at = unix(SystemTime::now());
         record.spiffe_id = Some(id.to_string());
         record.svid = Some(SvidRecord {
             serial: summary.map_or_else(|| svid.serial_hex.clone(), |s| s.serial_hex),
@@ -112,7 +115,7 @@ impl Round<'_> {
         record.reasons = vec![
             "the zone's evidence verified: its vTPM's EK and AK chain to this host's zone CA, \
              the AK quoted a fresh challenge bound to the SVID's key, the event log replays to \
-             the quoted PCRs, and the measurements equal what this host launched"
+             the quoted PCRs, and the measurements equal the VMM's own log of the boot"
                 .to_string(),
             "the policy trusts the zone's kernel and initrd and its path template names only \
              verified facts"
@@ -143,7 +146,7 @@ impl Round<'_> {
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
         let record = &mut *self.record;
         record.decision = Decision::Refused;
-        record.decided_at = crate::zone_state::now();
+        record.decided_at = unix(SystemTime::now());
         record.spiffe_id = None;
         record.svid = None;
         record.facts = facts;
@@ -161,9 +164,7 @@ impl Round<'_> {
         let key = self
             .runtime
             .block_on(self.client.new_identity_key(NewIdentityKeyRequest {}))
-            .map_err(|status| {
-                anyhow::anyhow!("NewIdentityKey: {}", agent_client::describe(&status))
-            })?
+            .map_err(|status| anyhow::anyhow!("NewIdentityKey: {}", describe(&status)))?
             .into_inner()
             .public_key;
         if key.is_empty() || key.len() > MAX_PUBLIC_KEY {
@@ -180,7 +181,7 @@ impl Round<'_> {
             .block_on(self.client.set_identity(SetIdentityRequest {
                 decision: Some(decision),
             }))
-            .map_err(|status| anyhow::anyhow!(agent_client::describe(&status)))
+            .map_err(|status| anyhow::anyhow!(describe(&status)))
             .context("SetIdentity")?;
         Ok(())
     }
