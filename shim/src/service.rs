@@ -271,7 +271,16 @@ impl ZoneTasks {
             },
         };
         let network = pod_network(spec);
-        let zone = Zone::boot(&settings, &self.zone_id, size, rootfs_dir, network.as_ref()).await?;
+        let pod = spec.pod_facts();
+        let zone = Zone::boot(
+            &settings,
+            &self.zone_id,
+            size,
+            rootfs_dir,
+            network.as_ref(),
+            &pod,
+        )
+        .await?;
         crate::oom::forward(zone.client(), self.events.clone());
         state.zone = Some(zone);
         Ok(crate::zone::device_name(0))

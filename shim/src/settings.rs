@@ -4,11 +4,19 @@
 //! options, `ConfigPath` in containerd's `[...runtimes.zone.options]`, or env
 //! `ZONES_SHIM_CONFIG`); the environment (`ZONES_KERNEL`, `ZONES_INITRD` as for zonectl, and
 //! `ZONES_VMM`). The VMM defaults to `zone-vmm` next to the shim's executable, else on PATH.
+//! The identity authority's settings (`identity_policy`, `identity_dir`, `ca_dir` in the
+//! file) follow zonectl's environment: `ZONES_IDENTITY_POLICY`, `ZONES_IDENTITY_DIR`,
+//! `ZONES_CA_DIR`, `ZONES_HOST_TPM`.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use thiserror::Error;
+use zone_identity::config::{
+    DEFAULT_CA_DIR, DEFAULT_IDENTITY_DIR, DEFAULT_POLICY, ENV_CA_DIR, ENV_HOST_TPM,
+    ENV_IDENTITY_DIR, ENV_POLICY,
+};
+use zone_identity::AuthorityConfig;
 
 /// Zone state directories, as zonectl's (`zonectl ps` skips those without its state file).
 pub const DEFAULT_STATE_ROOT: &str = "/run/zones";
@@ -27,6 +35,8 @@ pub enum SettingsError {
     NoInitrd,
     #[error("{what} not found: {path}")]
     Missing { what: &'static str, path: PathBuf },
+    #[error("ZONES_HOST_TPM: {0}")]
+    HostTpm(String),
 }
 
 /// The TOML file's shape; every key optional.
@@ -42,6 +52,10 @@ struct File {
     spare_disk_mib: Option<u64>,
     state_root: Option<PathBuf>,
     disk_root: Option<PathBuf>,
+    tpm: Option<bool>,
+    identity_policy: Option<PathBuf>,
+    identity_dir: Option<PathBuf>,
+    ca_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +71,11 @@ pub struct Settings {
     pub spare_disk_mib: u64,
     pub state_root: PathBuf,
     pub disk_root: PathBuf,
+    /// Each pod's zone gets a vTPM (swtpm, run by the VMM), which its workload identity
+    /// needs; `tpm = false` in the file does without.
+    pub tpm: bool,
+    /// This host's identity authority (the same settings and environment as zonectl's).
+    pub authority: AuthorityConfig,
 }
 
 impl Settings {
@@ -90,6 +109,23 @@ impl Settings {
             spare_disk_mib: file.spare_disk_mib.unwrap_or(1024),
             state_root: file.state_root.unwrap_or_else(|| DEFAULT_STATE_ROOT.into()),
             disk_root: file.disk_root.unwrap_or_else(|| DEFAULT_DISK_ROOT.into()),
+            tpm: file.tpm.unwrap_or(true),
+            authority: AuthorityConfig {
+                policy: env(ENV_POLICY)
+                    .or(file.identity_policy)
+                    .unwrap_or_else(|| DEFAULT_POLICY.into()),
+                identity_dir: env(ENV_IDENTITY_DIR)
+                    .or(file.identity_dir)
+                    .unwrap_or_else(|| DEFAULT_IDENTITY_DIR.into()),
+                ca_dir: env(ENV_CA_DIR)
+                    .or(file.ca_dir)
+                    .unwrap_or_else(|| DEFAULT_CA_DIR.into()),
+                host_tpm: std::env::var(ENV_HOST_TPM)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.parse().map_err(SettingsError::HostTpm))
+                    .transpose()?,
+            },
         };
         for (what, path) in [
             ("zone kernel", &settings.kernel),

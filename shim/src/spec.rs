@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
+
+use crate::zone::PodFacts;
 use thiserror::Error;
 use zone_proto::agent::v1::{
     Capabilities, ContainerRootfs, CreateContainerRequest, Mount as AgentMount, ProcessSpec,
@@ -25,6 +27,9 @@ pub const CONTAINER_TYPE_ANNOTATIONS: [&str; 2] = [
 ];
 /// CRI's hint for the pod's memory (bytes), used to size the zone.
 pub const SANDBOX_MEMORY_ANNOTATION: &str = "io.kubernetes.cri.sandbox-memory";
+/// The pod's name and namespace, as containerd's CRI plugin annotates its containers.
+pub const SANDBOX_NAME_ANNOTATION: &str = "io.kubernetes.cri.sandbox-name";
+pub const SANDBOX_NAMESPACE_ANNOTATION: &str = "io.kubernetes.cri.sandbox-namespace";
 
 /// Mounts every zone container has already (`agent.proto`, `Mount`).
 const BUILT_IN_MOUNTS: [&str; 5] = ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"];
@@ -237,6 +242,15 @@ impl Spec {
             .iter()
             .find(|m| m.destination == "/etc/resolv.conf" && m.source.starts_with('/'))
             .map(|m| Path::new(&m.source))
+    }
+
+    /// The pod's name and namespace, when CRI gave them.
+    pub fn pod_facts(&self) -> PodFacts {
+        let get = |key: &str| self.annotations.get(key).filter(|v| !v.is_empty()).cloned();
+        PodFacts {
+            name: get(SANDBOX_NAME_ANNOTATION),
+            namespace: get(SANDBOX_NAMESPACE_ANNOTATION),
+        }
     }
 
     /// The pod's memory hint in bytes, if CRI gave one.

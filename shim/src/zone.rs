@@ -20,9 +20,9 @@ use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use zone_proto::agent::v1::set_identity_request::Decision;
+use zone_identity::{ZoneFacts, ZoneFiles, ZoneIdentity};
 use zone_proto::agent::v1::shutdown_request::Action;
-use zone_proto::agent::v1::{AgentReady, SetIdentityRequest, ShutdownRequest};
+use zone_proto::agent::v1::{AgentReady, ShutdownRequest};
 use zone_proto::frame::{read_frame, FrameError};
 
 use crate::rootfs::{self, RootfsError};
@@ -38,10 +38,11 @@ const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const AGENT_API_PATIENCE: Duration = Duration::from_secs(15);
 const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
 const CONSOLE_TAIL_LINES: usize = 25;
-/// What a pod's workloads hear from the Workload API (after "this zone has no SPIFFE
-/// identity: ").
-const POD_IDENTITY_REFUSAL: &str = "pods started through containerd-shim-zone-v1 are not \
-    attested for SVIDs yet; zones started by zonectl are";
+/// The zone's files in its state directory, named as zonectl names them.
+const VTPM_DIR: &str = "vtpm";
+const TPM_EVENT_LOG: &str = "tpm-eventlog.bin";
+const TPM_EK_PUBLIC: &str = "tpm-ek.pub";
+const IDENTITY_RECORD: &str = "identity.json";
 /// The smallest first-container image.
 const MIN_IMAGE_MIB: u64 = 16;
 
@@ -103,6 +104,16 @@ pub struct Zone {
     client: Client,
     /// The pod network's namespace, whose redirect is removed at shutdown.
     netns: Option<PathBuf>,
+    /// This host's identity authority deciding the zone's SPIFFE identity, while it runs.
+    identity: Option<ZoneIdentity>,
+}
+
+/// What the host knows about the pod a zone runs, from CRI's annotations (never from the
+/// guest): facts the identity policy's path template may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodFacts {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
 }
 
 impl Zone {
@@ -115,6 +126,7 @@ impl Zone {
         size: ZoneSize,
         rootfs_dir: &Path,
         network: Option<&PodNetwork>,
+        pod: &PodFacts,
     ) -> Result<Zone, ZoneError> {
         let dir = settings.state_root.join(id);
         let disk_dir = settings.disk_root.join(id);
@@ -138,7 +150,9 @@ impl Zone {
             }
             remove_dirs(&dir, &disk_dir);
         }
-        result
+        let mut zone = result?;
+        zone.identity = Some(start_identity(settings, &zone, pod));
+        Ok(zone)
     }
 
     pub fn client(&self) -> Client {
@@ -176,6 +190,8 @@ impl Zone {
     /// a while) and removes the zone's directories.
     #[tracing::instrument(skip_all, fields(zone = %self.id))]
     pub async fn shut_down(mut self) {
+        // Stopped first, so that the power-off does not read as a failure to it.
+        self.identity.take();
         let asked = tokio::time::timeout(
             Duration::from_secs(5),
             self.client.shutdown(ShutdownRequest {
@@ -266,6 +282,20 @@ async fn boot_inner(
         disk.push(",ro");
         command.arg("--disk").arg(disk);
     }
+    if settings.tpm {
+        // Measured into PCR 15: the zone id; a pod's images come later, so none here.
+        command
+            .arg("--tpm")
+            .arg(dir.join(VTPM_DIR))
+            .arg("--tpm-event-log")
+            .arg(dir.join(TPM_EVENT_LOG))
+            .arg("--tpm-ek-public")
+            .arg(dir.join(TPM_EK_PUBLIC))
+            .arg("--zone-claim")
+            .arg(format!("zone-id={id}"))
+            .args(["--zone-claim", "image-manifest-digest="])
+            .args(["--zone-claim", "oci-config-digest="]);
+    }
     command
         .arg("--vsock")
         .arg(&vsock)
@@ -355,18 +385,6 @@ async fn boot_inner(
             .map_err(|status| ZoneError::ConfigureNetwork(status.message().to_string()))?;
         tracing::info!("pod network configured");
     }
-    // The agent serves the SPIFFE Workload API in every zone; the identity authority that
-    // attests zones for an SVID runs in zonectl only so far. Say so to the pod's workloads
-    // at once, rather than leaving them to wait for a decision that never comes.
-    let refused = SetIdentityRequest {
-        decision: Some(Decision::Refused(POD_IDENTITY_REFUSAL.to_string())),
-    };
-    if let Err(status) = client.set_identity(refused).await {
-        tracing::warn!(
-            "telling the agent the pod has no identity: {}",
-            status.message()
-        );
-    }
     Ok(Zone {
         id: id.to_string(),
         dir: dir.to_path_buf(),
@@ -378,7 +396,33 @@ async fn boot_inner(
         lifeline: Some(stream),
         client,
         netns: network.map(|n| n.netns.clone()),
+        identity: None,
     })
+}
+
+/// Starts this host's identity authority for the zone (see zone-identity).
+fn start_identity(settings: &Settings, zone: &Zone, pod: &PodFacts) -> ZoneIdentity {
+    let facts = ZoneFacts {
+        zone_id: zone.id.clone(),
+        zone_name: pod.name.clone(),
+        pod_namespace: pod.namespace.clone(),
+        service_account: None,
+        tpm: settings.tpm,
+    };
+    let files = ZoneFiles {
+        ek_public: zone.dir.join(TPM_EK_PUBLIC),
+        event_log: zone.dir.join(TPM_EVENT_LOG),
+        record: zone.dir.join(IDENTITY_RECORD),
+    };
+    let socket = zone.dir.join("vsock.sock");
+    zone_identity::start(
+        settings.authority.clone(),
+        facts,
+        files,
+        Box::new(move || {
+            Box::pin(async move { Ok(vsock::connect(&socket, AGENT_API_PATIENCE).await?) })
+        }),
+    )
 }
 
 async fn attach_network(netns: &Path) -> Result<zone_net::netns::NetnsTap, ZoneError> {
