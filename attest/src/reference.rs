@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::eventlog::{
-    Event, EventLog, EV_EVENT_TAG, EV_IPL, EV_PLATFORM_CONFIG_FLAGS, EV_SEPARATOR, EV_S_CRTM_VERSION,
+    Event, EventLog, EV_EVENT_TAG, EV_IPL, EV_PLATFORM_CONFIG_FLAGS, EV_SEPARATOR,
+    EV_S_CRTM_VERSION,
 };
 use crate::evidence::sha256_uri;
 use crate::measurements::{

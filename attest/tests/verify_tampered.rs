@@ -502,6 +502,8 @@ fn test_verify_reference_and_manifest_from_the_vmms_log_affirm_the_zone() {
     assert_eq!(m, manifest(&GOOD, "host-a"));
     // A log without the kernel's event is no manifest.
     let mut short = log.clone();
-    short.events.retain(|e| reference::component_of(e).as_deref() != Some("kernel"));
+    short
+        .events
+        .retain(|e| reference::component_of(e).as_deref() != Some("kernel"));
     assert!(ZoneManifest::from_event_log("zone-1", "host-a", &short).is_none());
 }

@@ -128,17 +128,9 @@ pub const RESOLV_CONF_DESTINATION: &str = "/etc/resolv.conf";
 /// Where containers get the zone's SPIFFE Workload API directory (its socket inside).
 pub const WORKLOAD_API_DESTINATION: &str = "/run/spiffe";
 
-/// Binds the zone's directory `source` read-only (nosuid, nodev, noexec too) onto
-/// `destination` (checked, not "/") in the root, creating the missing directories on the
-/// way in the root's upper layer. Connecting to a socket in it still works: a read-only
-/// mount refuses writes to files, not connections.
-pub fn mount_zone_dir(
-    root: &Path,
-    source: &Path,
-    destination: &str,
-    stack: &mut MountStack,
-) -> Result<(), VolumeError> {
-    let spec = MountSpec {
+/// A read-only (nosuid, nodev, noexec) bind of the zone's `source` onto `destination`.
+fn read_only_bind(source: &Path, destination: &str) -> MountSpec {
+    MountSpec {
         destination: destination.to_string(),
         kind: MountKind::Bind {
             source: source.to_path_buf(),
@@ -150,8 +142,20 @@ pub fn mount_zone_dir(
             nodev: true,
             noexec: true,
         },
-    };
-    mount_one(root, &spec, stack)
+    }
+}
+
+/// Binds the zone's directory `source` read-only (nosuid, nodev, noexec too) onto
+/// `destination` (checked, not "/") in the root, creating the missing directories on the
+/// way in the root's upper layer. Connecting to a socket in it still works: a read-only
+/// mount refuses writes to files, not connections.
+pub fn mount_zone_dir(
+    root: &Path,
+    source: &Path,
+    destination: &str,
+    stack: &mut MountStack,
+) -> Result<(), VolumeError> {
+    mount_one(root, &read_only_bind(source, destination), stack)
 }
 
 /// Binds the zone's file `source` read-only (nosuid, nodev, noexec too) onto `destination`
@@ -194,20 +198,7 @@ pub fn mount_zone_file(
             })
         }
     }
-    let spec = MountSpec {
-        destination: destination.to_string(),
-        kind: MountKind::Bind {
-            source: source.to_path_buf(),
-            recursive: false,
-        },
-        options: MountOptions {
-            readonly: true,
-            nosuid: true,
-            nodev: true,
-            noexec: true,
-        },
-    };
-    mount_one(root, &spec, stack)
+    mount_one(root, &read_only_bind(source, destination), stack)
 }
 
 fn option_flags(options: MountOptions) -> MsFlags {
