@@ -173,14 +173,10 @@ impl FileCaSigner {
                 let pem = key
                     .to_pkcs8_pem(LineEnding::LF)
                     .map_err(|e| ZoneCaError::Encode(e.to_string()))?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io)?;
-                f.write_all(pem.as_bytes()).map_err(io)?;
-                f.sync_all().map_err(io)?;
+                if !publish_new(path, pem.as_bytes(), 0o600).map_err(io)? {
+                    // Another process made the key first: use theirs.
+                    return Self::load_or_create(path);
+                }
                 Ok(Self {
                     key,
                     path: Some(path.to_path_buf()),
@@ -336,6 +332,32 @@ impl ZoneCa<FileCaSigner> {
     }
 }
 
+/// Writes `bytes` to `path` whole or not at all, unless `path` exists: through a temporary
+/// file in the same directory, hard-linked into place (a link never replaces a file). Returns
+/// false when `path` was there first, so nobody ever reads a half-written file.
+fn publish_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<bool> {
+    let mut suffix = [0u8; 8];
+    OsRng.fill_bytes(&mut suffix);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.{}", hex::encode(suffix)));
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::hard_link(&temp, path)
+    })();
+    let _ = std::fs::remove_file(&temp);
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn create_ca_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -377,16 +399,13 @@ impl<S: CaSigner> ZoneCa<S> {
                     .cert
                     .to_pem(der::pem::LineEnding::LF)
                     .map_err(|e| ZoneCaError::Encode(e.to_string()))?;
-                let io = |e| ZoneCaError::Io(cert_path.clone(), e);
-                // create_new: two zonectls making the CA at once must not replace each other's.
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o644)
-                    .open(&cert_path)
-                    .map_err(io)?;
-                f.write_all(pem.as_bytes()).map_err(io)?;
-                f.sync_all().map_err(io)?;
+                // Two zonectls making the CA at once must not replace each other's: the
+                // loser opens the winner's certificate.
+                if !publish_new(&cert_path, pem.as_bytes(), 0o644)
+                    .map_err(|e| ZoneCaError::Io(cert_path.clone(), e))?
+                {
+                    return Self::open_or_create_with(dir, host_id, ca.signer);
+                }
                 Ok(ca)
             }
             Err(e) => Err(ZoneCaError::Io(cert_path, e)),
@@ -583,6 +602,38 @@ impl<S: CaSigner> ZoneCa<S> {
 mod tests {
     use super::*;
     use crate::soft_tpm::SoftTpm;
+
+    #[test]
+    fn test_zone_ca_created_at_once_by_many_is_one_ca() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ca_dir = dir.path().join("ca");
+            let barrier = std::sync::Barrier::new(8);
+            let certs: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            ZoneCa::open_or_create(&ca_dir, "host-a")
+                                .expect("every opener gets the CA")
+                                .cert_der()
+                                .to_vec()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("thread"))
+                    .collect()
+            });
+            assert!(certs.windows(2).all(|w| w[0] == w[1]), "one CA for all");
+            let names: Vec<_> = std::fs::read_dir(&ca_dir)
+                .expect("ls")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            assert_eq!(names.len(), 2, "key and certificate only: {names:?}");
+        }
+    }
 
     #[test]
     fn test_zone_ca_file_key_created_0600_and_reused() {
