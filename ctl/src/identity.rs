@@ -122,6 +122,12 @@ pub fn describe(id: &str, name: Option<&str>, record: &IdentityRecord) -> String
         if let Some(image) = &facts.image_digest {
             known.push(format!("image_digest={image}"));
         }
+        if let Some(namespace) = &facts.pod_namespace {
+            known.push(format!("pod_namespace={namespace}"));
+        }
+        if let Some(account) = &facts.service_account {
+            known.push(format!("service_account={account}"));
+        }
         line("facts:", &known.join("\n              "));
     }
     let label = if record.decision == Decision::Refused {
@@ -184,6 +190,14 @@ mod tests {
             not_after: 3600,
         });
         record.svids_issued = 2;
+        record.facts = Some(zone_attest::identity::policy::Facts {
+            zone_id: "1234".into(),
+            zone_name: Some("web".into()),
+            host_id: "host-a".into(),
+            kernel: "sha256:00".into(),
+            pod_namespace: Some("default".into()),
+            ..Default::default()
+        });
         record.reasons = vec!["the zone's evidence verified".into()];
         let text = describe("1234", Some("web"), &record);
         assert!(text.contains("zone:         web (1234)\n"), "{text}");
@@ -196,6 +210,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("svids issued: 2 (1 rotation)"), "{text}");
+        assert!(
+            text.contains("facts:        zone_id=1234\n              zone_name=web\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("              pod_namespace=default\n"),
+            "{text}"
+        );
         assert!(
             text.contains("why:          the zone's evidence verified"),
             "{text}"
