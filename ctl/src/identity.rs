@@ -15,10 +15,11 @@ use zone_identity::record::{Decision, IdentityRecord};
 and why, or why it was refused.\n\n\
 Every zone's workloads reach the SPIFFE Workload API at $SPIFFE_ENDPOINT_SOCKET \
 (unix:///run/spiffe/workload.sock). The zone's agent serves it; the SVIDs come from this host's \
-identity authority, which zonectl runs for the zone's lifetime. It issues an SVID only after \
-the zone's vTPM evidence verifies (EK and AK certified by this host's zone CA, a quote over a \
-fresh challenge bound to the SVID's key, the boot event log replaying to the quoted PCRs and \
-matching what this host launched) and the registration policy admits the verified facts. It \
+identity authority, which zonectl (and the containerd shim, for pods) runs for the zone's \
+lifetime. It issues an SVID only after the zone's vTPM evidence verifies (EK and AK certified \
+by this host's zone CA, a quote over a fresh challenge bound to the SVID's key, the boot event \
+log replaying to the quoted PCRs and matching the VMM's own log of the boot) and the \
+registration policy admits the verified facts: the kernel and initrd are ones it trusts. It \
 attests the zone again, with a new key, halfway through each SVID's life.\n\n\
 The registration policy (--identity-policy of `zonectl run`, default \
 /etc/zones/identity-policy.json) is JSON:\n\n  \
@@ -30,8 +31,8 @@ Path template placeholders, each filled only from verified facts or this host's 
 {zone_id}, {zone_name}, {host_id}, {image_digest} (hex), {pod_namespace}, {service_account}. \
 A placeholder with no value for a zone refuses it. `sha256sum` of the kernel and initrd files \
 gives the digests to trust.",
-    after_help = "Example:\n  zonectl run -d --name web spiffe-probe sleep 600\n  \
-zonectl identity web"
+    after_help = "Example:\n  zonectl run -d --name web zones.local/spiffe-probe:1 sleep 600\n  \
+zonectl exec web spiffe-probe x509\n  zonectl identity web"
 )]
 pub struct IdentityArgs {
     #[command(flatten)]
