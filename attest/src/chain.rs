@@ -106,7 +106,7 @@ fn extension(cert: &Certificate, oid: ObjectIdentifier) -> Option<&[u8]> {
         .map(|e| e.extn_value.as_bytes())
 }
 
-fn ca_key(ca: &Certificate) -> Result<p256::ecdsa::VerifyingKey, ChainError> {
+pub(crate) fn ca_key(ca: &Certificate) -> Result<p256::ecdsa::VerifyingKey, ChainError> {
     let spki = ca
         .tbs_certificate
         .subject_public_key_info
@@ -116,7 +116,10 @@ fn ca_key(ca: &Certificate) -> Result<p256::ecdsa::VerifyingKey, ChainError> {
     p256::ecdsa::VerifyingKey::from_public_key_der(&spki).map_err(|_| ChainError::NotCa("key"))
 }
 
-fn check_signature(cert: &Certificate, key: &p256::ecdsa::VerifyingKey) -> Result<(), ChainError> {
+pub(crate) fn check_signature(
+    cert: &Certificate,
+    key: &p256::ecdsa::VerifyingKey,
+) -> Result<(), ChainError> {
     use signature::Verifier as _;
     if cert.signature_algorithm.oid != ECDSA_WITH_SHA256
         || cert.tbs_certificate.signature.oid != ECDSA_WITH_SHA256

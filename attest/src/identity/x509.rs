@@ -21,6 +21,62 @@ pub enum X509Error {
     DuplicateSubjectAltName,
     #[error("encoding: {0}")]
     Encode(String),
+    #[error("certificate {0} of the chain is not signed by {1}")]
+    NotSignedBy(usize, &'static str),
+    #[error("the leaf expired at {0} (Unix seconds)")]
+    Expired(u64),
+    #[error("the leaf is not valid before {0} (Unix seconds)")]
+    NotYetValid(u64),
+}
+
+/// Clock difference between host and zone that [`check_chain`] tolerates at notBefore.
+pub const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Checks an X.509-SVID chain (DER, leaf first) against a bundle: each certificate is signed
+/// by the next (ECDSA P-256 with SHA-256, as the authority signs), the last by one of the
+/// bundle's, and the leaf is valid at `now` (allowing [`CLOCK_SKEW`] before notBefore).
+pub fn check_chain(
+    chain: &[Vec<u8>],
+    bundle: &[Vec<u8>],
+    now: SystemTime,
+) -> Result<(), X509Error> {
+    let chain: Vec<Certificate> = chain.iter().map(|c| parse(c)).collect::<Result<_, _>>()?;
+    let bundle: Vec<Certificate> = bundle.iter().map(|c| parse(c)).collect::<Result<_, _>>()?;
+    let signed_by = |cert: &Certificate, issuer: &Certificate| {
+        crate::chain::ca_key(issuer)
+            .and_then(|key| crate::chain::check_signature(cert, &key))
+            .is_ok()
+    };
+    for (index, cert) in chain.iter().enumerate() {
+        let ok = match chain.get(index + 1) {
+            Some(issuer) => signed_by(cert, issuer),
+            None => bundle.iter().any(|authority| signed_by(cert, authority)),
+        };
+        if !ok {
+            let by = if index + 1 < chain.len() {
+                "the next certificate"
+            } else {
+                "the bundle"
+            };
+            return Err(X509Error::NotSignedBy(index, by));
+        }
+    }
+    let Some(leaf) = chain.first() else {
+        return Err(X509Error::Parse("the chain is empty".to_string()));
+    };
+    let validity = &leaf.tbs_certificate.validity;
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let not_after = validity.not_after.to_unix_duration();
+    let not_before = validity.not_before.to_unix_duration();
+    if since_epoch > not_after {
+        return Err(X509Error::Expired(not_after.as_secs()));
+    }
+    if since_epoch + CLOCK_SKEW < not_before {
+        return Err(X509Error::NotYetValid(not_before.as_secs()));
+    }
+    Ok(())
 }
 
 fn parse(cert_der: &[u8]) -> Result<Certificate, X509Error> {
@@ -127,5 +183,44 @@ mod tests {
         let ca = ZoneCa::new_self_signed(FileCaSigner::ephemeral(), "host-a").expect("ca");
         let der = ca.cert_der();
         assert!(leaf_public_key(&der[..der.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn test_check_chain_of_an_issued_svid_and_of_bad_ones() {
+        use crate::identity::authority::IdentityAuthority;
+        use crate::identity::spiffe_id::{SpiffeId, TrustDomain};
+        let td = TrustDomain::parse("zones.test").expect("td");
+        let authority = IdentityAuthority::ephemeral(&td);
+        let other = IdentityAuthority::ephemeral(&td);
+        let id = SpiffeId::parse("spiffe://zones.test/zone/web").expect("id");
+        let key = SvidKey::generate();
+        let svid = authority
+            .issue_x509_svid(&id, &key.public_key_der(), Duration::from_secs(600))
+            .expect("svid");
+        let chain = vec![svid.cert_der.clone()];
+        let now = SystemTime::now();
+        check_chain(&chain, &authority.x509_bundle(), now).expect("chains to its bundle");
+        // Another authority's bundle (even of the same trust domain) is not its issuer.
+        assert!(matches!(
+            check_chain(&chain, &other.x509_bundle(), now),
+            Err(X509Error::NotSignedBy(0, "the bundle"))
+        ));
+        // Expired; not yet valid beyond the allowed clock skew.
+        let later = now + Duration::from_secs(3600);
+        assert!(matches!(
+            check_chain(&chain, &authority.x509_bundle(), later),
+            Err(X509Error::Expired(_))
+        ));
+        let earlier = now - Duration::from_secs(3600);
+        assert!(matches!(
+            check_chain(&chain, &authority.x509_bundle(), earlier),
+            Err(X509Error::NotYetValid(_))
+        ));
+        // A flipped signature byte.
+        let mut forged = svid.cert_der.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert!(check_chain(&[forged], &authority.x509_bundle(), now).is_err());
+        assert!(check_chain(&[], &authority.x509_bundle(), now).is_err());
     }
 }

@@ -52,6 +52,8 @@ pub enum SetIdentityError {
         #[source]
         source: X509Error,
     },
+    #[error("the X.509-SVID does not check against the X.509 bundle")]
+    Chain(#[source] X509Error),
     #[error("the leaf's URI SANs {sans:?} are not exactly spiffe_id {id}")]
     LeafSans { sans: Vec<String>, id: String },
     #[error("the certificate is not for the pending key")]
@@ -250,6 +252,14 @@ impl Offer {
         }
         let summaries = parse_all("X.509-SVID chain", &issued.x509_svid_chain)?;
         parse_all("X.509 bundle", &issued.x509_bundle)?;
+        // The host is trusted, but a certificate the workloads would find broken is refused
+        // here, where the host hears why, and the SVID in force stays.
+        x509::check_chain(
+            &issued.x509_svid_chain,
+            &issued.x509_bundle,
+            SystemTime::now(),
+        )
+        .map_err(SetIdentityError::Chain)?;
         let leaf_summary = summaries
             .into_iter()
             .next()
@@ -490,6 +500,10 @@ mod tests {
                 "JWT bundle",
             ),
             (with(&|o| o.jwt_bundle = b"[]".to_vec()), "JWT bundle"),
+            (
+                with(&|o| o.x509_bundle = Host::new().authority.x509_bundle()),
+                "does not check against the X.509 bundle",
+            ),
         ];
 
         for (offer, named) in cases {
