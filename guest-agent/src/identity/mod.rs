@@ -13,6 +13,7 @@
 //! (`crate::container::volumes::WORKLOAD_API_DESTINATION`).
 
 pub mod claims;
+pub mod connection_limit;
 pub mod endpoint;
 pub mod jwt_signer;
 pub mod socket;

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 
+use super::connection_limit::{self, MAX_CONNECTIONS};
 use super::workload_api::WorkloadApi;
 use crate::request_error::report;
 
@@ -69,7 +69,7 @@ pub fn start(api: WorkloadApi, dir: &Path) -> Result<JoinHandle<()>, SocketError
     Ok(tokio::spawn(async move {
         let served = Server::builder()
             .add_service(api.into_service())
-            .serve_with_incoming(UnixListenerStream::new(listener))
+            .serve_with_incoming(connection_limit::limit(listener, MAX_CONNECTIONS))
             .await;
         if let Err(e) = served {
             tracing::error!(socket = %socket.display(), error = %report(&e), "the SPIFFE Workload API stopped");
