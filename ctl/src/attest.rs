@@ -14,8 +14,9 @@ use anyhow::{bail, Context};
 use zone_attest::protocol;
 use zone_attest::tpm_types::TpmPublic;
 use zone_attest::zone_ca::KEY_FILE;
-
+use zone_identity::config::DEFAULT_CA_DIR;
 use zone_identity::host_tpm::{self, HostTpmSpec};
+use zone_identity::remote_attester::RemoteAttester;
 
 use crate::agent_client;
 use crate::boot_facts;
@@ -23,10 +24,7 @@ use crate::cli::ZoneRef;
 use crate::exec::BOOT_PATIENCE;
 use crate::zone_dir::ZoneDir;
 use crate::zone_state;
-use zone_identity::remote_attester::RemoteAttester;
 
-/// Where the host's zone CA lives unless --ca-dir says otherwise.
-pub use zone_identity::config::DEFAULT_CA_DIR;
 /// Most bytes of qualifying data a TPM quote carries.
 const MAX_NONCE: usize = 64;
 
@@ -85,7 +83,7 @@ pub fn run(args: AttestArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading the EK the VMM wrote ({})", ek_path.display()))?;
     let ek = TpmPublic::from_tpm2b(&ek_bytes)
         .with_context(|| format!("{} is not a TPM2B_PUBLIC", ek_path.display()))?;
-    let host_id = boot_facts::host_id()?;
+    let host_id = zone_identity::host_id::host_id()?;
     let spec = host_tpm::choose_default(args.host_tpm.clone());
     let signer = host_tpm::open_signer(&spec, &args.ca_dir)?;
     eprintln!("zonectl: zone CA key: {} ({spec})", signer.describe());

@@ -1,7 +1,6 @@
 //! Facts about what a zone boots that the host computes the same way for evidence
 //! (`attest`) and for reference values (`reference`): the VMM's version, the digests of the
-//! kernel and initrd files, the zone's virtual hardware as the VMM measures it, and this
-//! host's id.
+//! kernel and initrd files, and the zone's virtual hardware as the VMM measures it.
 
 use std::fs;
 use std::path::Path;
@@ -75,11 +74,6 @@ pub fn manifest(zone_id: &str, host_id: String, boot: &BootRecord) -> anyhow::Re
         image_manifest_digest: boot.image_manifest_digest.clone().unwrap_or_default(),
         oci_config_digest: boot.oci_config_digest.clone().unwrap_or_default(),
     })
-}
-
-/// This host's id in zone certificates (see [`zone_identity::host_id`]).
-pub fn host_id() -> anyhow::Result<String> {
-    zone_identity::host_id::host_id()
 }
 
 #[cfg(test)]

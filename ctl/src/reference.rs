@@ -3,7 +3,7 @@
 //! without booting anything (zone-attest's measurement plan, the one the VMM follows).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use zone_attest::measurements::{BootInputs, ZoneClaims};
@@ -13,7 +13,6 @@ use zone_image::Store;
 use crate::boot_facts;
 use crate::cli::{DiskSpec, RootfsSpec, ZoneShape};
 use crate::run::{default_vmm, zone_disks};
-use crate::size::Size;
 use crate::vmm_process::ZONE_CMDLINE;
 
 /// Compute the reference values of a zone without booting it.
@@ -48,39 +47,6 @@ pub struct ReferenceArgs {
     pub output: PathBuf,
 }
 
-/// What a zone boots, as far as its measurements go.
-#[derive(Debug, Clone, Copy)]
-pub struct ZoneBoot<'a> {
-    pub vmm: &'a Path,
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
-    pub cpus: u32,
-    pub memory: Size,
-    /// In attach order; their paths do not count, only whether each is read-only.
-    pub disks: &'a [DiskSpec],
-    /// The image claims; the zone id is ignored.
-    pub claims: &'a ZoneClaims,
-}
-
-/// The reference values of a zone booting `boot` with a vTPM (the VMM's measurement plan).
-pub fn compute(boot: &ZoneBoot<'_>) -> anyhow::Result<ReferenceValues> {
-    let platform = boot_facts::platform_config(boot.cpus, boot.memory, boot.disks, true);
-    let zone_config = platform.canonical_bytes();
-    let kernel = fs::read(boot.kernel)
-        .with_context(|| format!("reading the kernel {}", boot.kernel.display()))?;
-    let initrd = fs::read(boot.initrd)
-        .with_context(|| format!("reading the initrd {}", boot.initrd.display()))?;
-    let vmm_version = boot_facts::vmm_version(boot.vmm)?;
-    Ok(ReferenceValues::from_boot_inputs(&BootInputs {
-        vmm_version: &vmm_version,
-        zone_config: &zone_config,
-        kernel: &kernel,
-        cmdline: ZONE_CMDLINE.as_bytes(),
-        initrd: Some(&initrd),
-        claims: boot.claims,
-    }))
-}
-
 pub fn run(args: ReferenceArgs) -> anyhow::Result<()> {
     let vmm = args.vmm.clone().unwrap_or_else(default_vmm);
     let mut claims = ZoneClaims::default();
@@ -103,16 +69,22 @@ pub fn run(args: ReferenceArgs) -> anyhow::Result<()> {
         None => bail!("give an IMAGE, or --bare for a zone without one"),
     };
     let disks: Vec<DiskSpec> = zone_disks(rootfs.as_ref(), &args.shape.disks);
-    let reference = compute(&ZoneBoot {
-        vmm: &vmm,
-        kernel: &args.kernel,
-        initrd: &args.initrd,
-        cpus: args.shape.cpus,
-        memory: args.shape.memory,
-        disks: &disks,
-        claims: &claims,
-    })?;
+    let platform = boot_facts::platform_config(args.shape.cpus, args.shape.memory, &disks, true);
+    let zone_config = platform.canonical_bytes();
+    let kernel = fs::read(&args.kernel)
+        .with_context(|| format!("reading the kernel {}", args.kernel.display()))?;
+    let initrd = fs::read(&args.initrd)
+        .with_context(|| format!("reading the initrd {}", args.initrd.display()))?;
     let vmm_version = boot_facts::vmm_version(&vmm)?;
+    let inputs = BootInputs {
+        vmm_version: &vmm_version,
+        zone_config: &zone_config,
+        kernel: &kernel,
+        cmdline: ZONE_CMDLINE.as_bytes(),
+        initrd: Some(&initrd),
+        claims: &claims,
+    };
+    let reference = ReferenceValues::from_boot_inputs(&inputs);
     fs::write(&args.output, reference.to_json())
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!(
