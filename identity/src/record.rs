@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -59,9 +60,7 @@ impl IdentityRecord {
     pub fn pending(policy_file: &Path) -> Self {
         Self {
             decision: Decision::Pending,
-            decided_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            decided_at: unix_now(),
             policy_file: policy_file.to_path_buf(),
             trust_domain: None,
             path_template: None,
@@ -90,6 +89,16 @@ impl IdentityRecord {
         };
         write().with_context(|| format!("writing {}", path.display()))
     }
+}
+
+/// Seconds since the Unix epoch of `time` (0 before it).
+pub fn unix(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    unix(SystemTime::now())
 }
 
 #[cfg(test)]

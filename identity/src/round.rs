@@ -3,19 +3,18 @@
 
 use std::path::Path;
 use std::sync::PoisonError;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
 use tokio::runtime::Runtime;
 use zone_attest::identity::policy::Facts;
-use zone_attest::identity::x509;
 use zone_attest::protocol;
 use zone_proto::agent::v1::set_identity_request::Decision as AgentDecision;
 use zone_proto::agent::v1::{IssuedIdentity, NewIdentityKeyRequest, SetIdentityRequest};
 
 use crate::driver::ZoneFacts;
 use crate::jwt_signer::CurrentId;
-use crate::record::{Decision, IdentityRecord, SvidRecord};
+use crate::record::{unix, unix_now, Decision, IdentityRecord, SvidRecord};
 use crate::remote_attester::RemoteAttester;
 use crate::setup::{chain, Enrolled};
 use crate::{describe, Client};
@@ -100,13 +99,12 @@ impl Round<'_> {
             return RoundEnd::Failed(e);
         }
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(id.clone());
-        let summary = x509::summarize(&svid.cert_der).ok();
         let record = &mut *self.record;
         record.decision = Decision::Issued;
-        record.decided_at = unix(SystemTime::now());
+        record.decided_at = unix_now();
         record.spiffe_id = Some(id.to_string());
         record.svid = Some(SvidRecord {
-            serial: summary.map_or_else(|| svid.serial_hex.clone(), |s| s.serial_hex),
+            serial: svid.serial_hex.clone(),
             not_before: unix(svid.not_before),
             not_after: unix(svid.not_after),
         });
@@ -146,7 +144,7 @@ impl Round<'_> {
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
         let record = &mut *self.record;
         record.decision = Decision::Refused;
-        record.decided_at = unix(SystemTime::now());
+        record.decided_at = unix_now();
         record.spiffe_id = None;
         record.svid = None;
         record.facts = facts;
@@ -185,8 +183,4 @@ impl Round<'_> {
             .context("SetIdentity")?;
         Ok(())
     }
-}
-
-fn unix(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
