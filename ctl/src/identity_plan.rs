@@ -50,16 +50,11 @@ pub fn start(zone: &ZoneDir, plan: &IdentityPlan) -> ZoneIdentity {
         service_account: None,
         tpm: plan.tpm,
     };
-    let files = ZoneFiles {
-        ek_public: zone.tpm_ek_public(),
-        event_log: zone.tpm_event_log(),
-        record: zone.identity_record(),
-    };
     let socket = zone.vsock_socket();
     zone_identity::start(
         plan.authority.clone(),
         facts,
-        files,
+        ZoneFiles::in_state_dir(zone.path()),
         Box::new(move || Box::pin(connect(socket))),
     )
 }

@@ -127,17 +127,17 @@ impl ZoneDir {
 
     /// The measured-boot event log the VMM wrote.
     pub fn tpm_event_log(&self) -> PathBuf {
-        self.path.join("tpm-eventlog.bin")
+        self.path.join(zone_identity::EVENT_LOG_FILE)
     }
 
     /// The vTPM's EK public (TPM2B_PUBLIC) as the VMM read it before the zone ran.
     pub fn tpm_ek_public(&self) -> PathBuf {
-        self.path.join("tpm-ek.pub")
+        self.path.join(zone_identity::EK_PUBLIC_FILE)
     }
 
     /// What the identity authority decided for the zone (`zonectl identity`).
     pub fn identity_record(&self) -> PathBuf {
-        self.path.join("identity.json")
+        self.path.join(zone_identity::RECORD_FILE)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The zone's identity thread: what it is told about the zone, and its loop of rounds.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -42,6 +42,22 @@ pub struct ZoneFiles {
     pub event_log: PathBuf,
     /// Where the decisions are recorded (`identity.json`).
     pub record: PathBuf,
+}
+
+/// Their names in a zone's state directory, the same for zonectl's zones and the shim's.
+pub const EK_PUBLIC_FILE: &str = "tpm-ek.pub";
+pub const EVENT_LOG_FILE: &str = "tpm-eventlog.bin";
+pub const RECORD_FILE: &str = "identity.json";
+
+impl ZoneFiles {
+    /// The files of the zone whose state directory is `dir`.
+    pub fn in_state_dir(dir: &Path) -> Self {
+        Self {
+            ek_public: dir.join(EK_PUBLIC_FILE),
+            event_log: dir.join(EVENT_LOG_FILE),
+            record: dir.join(RECORD_FILE),
+        }
+    }
 }
 
 /// Connects to the zone's agent (each caller has its own way over the VMM's vsock).

@@ -27,7 +27,9 @@ mod round;
 mod setup;
 
 pub use config::AuthorityConfig;
-pub use driver::{start, Connect, ZoneFacts, ZoneFiles, ZoneIdentity};
+pub use driver::{
+    start, Connect, ZoneFacts, ZoneFiles, ZoneIdentity, EK_PUBLIC_FILE, EVENT_LOG_FILE, RECORD_FILE,
+};
 
 use zone_proto::agent::v1::agent_client::AgentClient;
 

@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use zone_identity::{ZoneFacts, ZoneFiles, ZoneIdentity};
+use zone_identity::{ZoneFacts, ZoneFiles, ZoneIdentity, EK_PUBLIC_FILE, EVENT_LOG_FILE};
 use zone_proto::agent::v1::shutdown_request::Action;
 use zone_proto::agent::v1::{AgentReady, ShutdownRequest};
 use zone_proto::frame::{read_frame, FrameError};
@@ -38,11 +38,8 @@ const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const AGENT_API_PATIENCE: Duration = Duration::from_secs(15);
 const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(10);
 const CONSOLE_TAIL_LINES: usize = 25;
-/// The zone's files in its state directory, named as zonectl names them.
+/// The vTPM's state in the zone's state directory, as zonectl names it.
 const VTPM_DIR: &str = "vtpm";
-const TPM_EVENT_LOG: &str = "tpm-eventlog.bin";
-const TPM_EK_PUBLIC: &str = "tpm-ek.pub";
-const IDENTITY_RECORD: &str = "identity.json";
 /// The smallest first-container image.
 const MIN_IMAGE_MIB: u64 = 16;
 
@@ -288,9 +285,9 @@ async fn boot_inner(
             .arg("--tpm")
             .arg(dir.join(VTPM_DIR))
             .arg("--tpm-event-log")
-            .arg(dir.join(TPM_EVENT_LOG))
+            .arg(dir.join(EVENT_LOG_FILE))
             .arg("--tpm-ek-public")
-            .arg(dir.join(TPM_EK_PUBLIC))
+            .arg(dir.join(EK_PUBLIC_FILE))
             .arg("--zone-claim")
             .arg(format!("zone-id={id}"))
             .args(["--zone-claim", "image-manifest-digest="])
@@ -409,16 +406,11 @@ fn start_identity(settings: &Settings, zone: &Zone, pod: &PodFacts) -> ZoneIdent
         service_account: None,
         tpm: settings.tpm,
     };
-    let files = ZoneFiles {
-        ek_public: zone.dir.join(TPM_EK_PUBLIC),
-        event_log: zone.dir.join(TPM_EVENT_LOG),
-        record: zone.dir.join(IDENTITY_RECORD),
-    };
     let socket = zone.dir.join("vsock.sock");
     zone_identity::start(
         settings.authority.clone(),
         facts,
-        files,
+        ZoneFiles::in_state_dir(&zone.dir),
         Box::new(move || {
             Box::pin(async move { Ok(vsock::connect(&socket, AGENT_API_PATIENCE).await?) })
         }),
