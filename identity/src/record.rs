@@ -122,4 +122,14 @@ mod tests {
             "no temp file left"
         );
     }
+
+    #[test]
+    fn test_record_file_that_is_not_a_record_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("identity.json");
+        fs::write(&path, b"{\"decision\": \"maybe\"}").expect("write");
+        let e = IdentityRecord::load(&path).expect_err("unknown decision");
+        assert!(format!("{e:#}").contains("identity.json"), "{e:#}");
+        assert!(IdentityRecord::load(&dir.path().join("absent.json")).is_err());
+    }
 }

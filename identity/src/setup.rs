@@ -157,3 +157,65 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(policy: &Path) -> AuthorityConfig {
+        AuthorityConfig {
+            policy: policy.to_path_buf(),
+            identity_dir: "/nonexistent".into(),
+            ca_dir: "/nonexistent".into(),
+            host_tpm: None,
+        }
+    }
+
+    fn files(event_log: &Path) -> ZoneFiles {
+        ZoneFiles {
+            ek_public: "/nonexistent".into(),
+            event_log: event_log.to_path_buf(),
+            record: "/nonexistent".into(),
+        }
+    }
+
+    #[test]
+    fn test_policy_missing_or_invalid_is_a_reason_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.json");
+        let e = load_policy(&config(&path)).expect_err("missing");
+        assert!(
+            e.contains("no identity policy") && e.contains("policy.json"),
+            "{e}"
+        );
+        fs::write(&path, b"{\"format\": \"zones-identity-policy/v1\"").expect("write");
+        let e = load_policy(&config(&path)).expect_err("truncated JSON");
+        assert!(e.contains("is invalid"), "{e}");
+        fs::write(
+            &path,
+            br#"{"format":"zones-identity-policy/v1","trust_domain":"Bad.Domain",
+                "path_template":"/zone/{zone_id}","trusted_kernels":["sha256:00"]}"#,
+        )
+        .expect("write");
+        let e = load_policy(&config(&path)).expect_err("bad fields");
+        assert!(
+            e.contains("is invalid") && e.contains("trust_domain"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn test_event_log_missing_garbage_or_huge_is_a_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tpm-eventlog.bin");
+        let e = read_event_log(&files(&path)).expect_err("missing");
+        assert!(e.contains("the VMM's event log"), "{e}");
+        fs::write(&path, b"not a TCG log").expect("write");
+        assert!(read_event_log(&files(&path)).is_err());
+        let huge = fs::File::create(&path).expect("create");
+        huge.set_len(MAX_EVENT_LOG + 1).expect("sparse");
+        let e = read_event_log(&files(&path)).expect_err("huge");
+        assert!(e.contains("too large"), "{e}");
+    }
+}
