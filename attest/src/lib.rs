@@ -24,6 +24,7 @@
 //!   and the host's identity authority).
 
 pub mod activation;
+mod cert_parts;
 pub mod chain;
 pub mod device_attester;
 pub mod ear;

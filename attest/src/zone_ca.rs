@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::time::{Duration, SystemTime};
 
-use der::asn1::{BitString, Ia5String, OctetString};
+use der::asn1::{BitString, OctetString};
 use der::oid::AssociatedOid;
 use der::{Decode, DecodePem as _, Encode, EncodePem as _};
 use rand_core::{CryptoRng, OsRng, RngCore};
-use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::certificate::{TbsCertificate, Version};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
@@ -37,7 +37,8 @@ use x509_cert::time::Validity;
 use x509_cert::Certificate;
 
 use crate::activation::{make_credential, ActivationError, CredentialChallenge};
-use crate::chain::{self, Role, ECDSA_WITH_SHA256, URN_AK_NAME, URN_EK, URN_HOST, URN_ZONE};
+use crate::cert_parts;
+use crate::chain::{self, Role, URN_AK_NAME, URN_EK, URN_HOST, URN_ZONE};
 use crate::quote::{check_ak_attributes, ct_eq};
 use crate::tpm_types::{PublicKey, TpmPublic};
 
@@ -248,17 +249,11 @@ fn enc<T: Encode>(v: &T) -> Result<Vec<u8>> {
 }
 
 fn ext<T: Encode + AssociatedOid>(v: &T, critical: bool) -> Result<Extension> {
-    Ok(Extension {
-        extn_id: T::OID,
-        critical,
-        extn_value: OctetString::new(enc(v)?).map_err(|e| ZoneCaError::Encode(e.to_string()))?,
-    })
+    cert_parts::extension(v, critical).map_err(ZoneCaError::Encode)
 }
 
 fn uri(s: String) -> Result<GeneralName> {
-    Ok(GeneralName::UniformResourceIdentifier(
-        Ia5String::new(&s).map_err(|e| ZoneCaError::Encode(e.to_string()))?,
-    ))
+    cert_parts::uri(&s).map_err(ZoneCaError::Encode)
 }
 
 fn name(s: &str) -> Result<Name> {
@@ -266,28 +261,15 @@ fn name(s: &str) -> Result<Name> {
 }
 
 fn key_id(spki: &SubjectPublicKeyInfoOwned) -> Result<OctetString> {
-    use sha2::Digest as _;
-    let bits = spki.subject_public_key.raw_bytes();
-    OctetString::new(&sha2::Sha256::digest(bits)[..20])
-        .map_err(|e| ZoneCaError::Encode(e.to_string()))
+    cert_parts::key_identifier(spki).map_err(ZoneCaError::Encode)
 }
 
-fn serial(rng: &mut (impl RngCore + CryptoRng)) -> Result<SerialNumber> {
-    let mut b = [0u8; 16];
-    rng.fill_bytes(&mut b);
-    b[0] &= 0x7f; // positive
-    b[0] |= 0x01; // no leading zero byte
-    SerialNumber::new(&b).map_err(|e| ZoneCaError::Encode(e.to_string()))
+fn serial() -> Result<SerialNumber> {
+    cert_parts::random_serial().map_err(ZoneCaError::Encode)
 }
 
 fn spki_of_signer(signer: &dyn CaSigner) -> Result<SubjectPublicKeyInfoOwned> {
-    use p256::pkcs8::EncodePublicKey as _;
-    let der = signer
-        .verifying_key()
-        .to_public_key_der()
-        .map_err(|e| ZoneCaError::Encode(e.to_string()))?;
-    SubjectPublicKeyInfoOwned::from_der(der.as_bytes())
-        .map_err(|e| ZoneCaError::Encode(e.to_string()))
+    cert_parts::spki_of(&signer.verifying_key()).map_err(ZoneCaError::Encode)
 }
 
 /// Signs `tbs` with `signer` and assembles the certificate.
@@ -295,7 +277,7 @@ fn sign_cert(signer: &dyn CaSigner, tbs: TbsCertificate) -> Result<(Certificate,
     let sig = signer.sign(&enc(&tbs)?)?;
     let cert = Certificate {
         tbs_certificate: tbs,
-        signature_algorithm: sig_alg(),
+        signature_algorithm: cert_parts::ecdsa_with_sha256(),
         signature: BitString::from_bytes(sig.as_bytes())
             .map_err(|e| ZoneCaError::Encode(e.to_string()))?,
     };
@@ -305,20 +287,11 @@ fn sign_cert(signer: &dyn CaSigner, tbs: TbsCertificate) -> Result<(Certificate,
 
 fn validity(lifetime: Duration) -> Result<Validity> {
     let now = SystemTime::now();
-    let time = |t: SystemTime| {
-        x509_cert::time::Time::try_from(t).map_err(|e| ZoneCaError::Encode(e.to_string()))
-    };
+    let time = |t: SystemTime| cert_parts::time(t).map_err(ZoneCaError::Encode);
     Ok(Validity {
         not_before: time(now - BACKDATE)?,
         not_after: time(now + lifetime)?,
     })
-}
-
-fn sig_alg() -> AlgorithmIdentifierOwned {
-    AlgorithmIdentifierOwned {
-        oid: ECDSA_WITH_SHA256,
-        parameters: None,
-    }
 }
 
 impl ZoneCa<FileCaSigner> {
@@ -434,8 +407,8 @@ impl<S: CaSigner> ZoneCa<S> {
         ];
         let tbs = TbsCertificate {
             version: Version::V3,
-            serial_number: serial(&mut OsRng)?,
-            signature: sig_alg(),
+            serial_number: serial()?,
+            signature: cert_parts::ecdsa_with_sha256(),
             issuer: subject.clone(),
             validity: validity(CA_VALIDITY)?,
             subject,
@@ -511,8 +484,8 @@ impl<S: CaSigner> ZoneCa<S> {
         ];
         let tbs = TbsCertificate {
             version: Version::V3,
-            serial_number: serial(&mut OsRng)?,
-            signature: sig_alg(),
+            serial_number: serial()?,
+            signature: cert_parts::ecdsa_with_sha256(),
             issuer: self.cert.tbs_certificate.subject.clone(),
             validity: validity(LEAF_VALIDITY)?,
             subject: name(subject_cn)?,

@@ -306,7 +306,7 @@ impl IdentityAuthority {
                 key: key_path,
             });
         }
-        if !build::signed_by(&ca_cert, ca_key.verifying_key()) {
+        if crate::chain::check_signature(&ca_cert, ca_key.verifying_key()).is_err() {
             return Err(AuthorityError::CertProfile(
                 cert_path,
                 "not self-signed with its key",

@@ -11,14 +11,13 @@
 //! Both ECDSA P-256 with SHA-256; validity times are UTCTime through 2049 (RFC 5280 §4.1.2.5).
 
 use std::str::FromStr as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use der::asn1::{BitString, GeneralizedTime, Ia5String, ObjectIdentifier, OctetString, UtcTime};
+use der::asn1::{BitString, ObjectIdentifier, OctetString};
 use der::oid::AssociatedOid;
-use der::{DateTime, Encode};
-use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use der::Encode;
+use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::certificate::{TbsCertificate, Version};
-use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
     SubjectAltName, SubjectKeyIdentifier,
@@ -30,7 +29,7 @@ use x509_cert::time::{Time, Validity};
 use x509_cert::Certificate;
 
 use super::X509Error;
-use crate::chain::ECDSA_WITH_SHA256;
+use crate::cert_parts;
 use crate::identity::spiffe_id::{SpiffeId, TrustDomain};
 
 /// `id-kp-serverAuth` (RFC 5280).
@@ -43,62 +42,31 @@ fn encode_err(e: impl std::fmt::Display) -> X509Error {
 }
 
 fn ext<T: Encode + AssociatedOid>(value: &T, critical: bool) -> Result<Extension, X509Error> {
-    Ok(Extension {
-        extn_id: T::OID,
-        critical,
-        extn_value: OctetString::new(value.to_der().map_err(encode_err)?).map_err(encode_err)?,
-    })
+    cert_parts::extension(value, critical).map_err(X509Error::Encode)
 }
 
 fn uri_san(uri: &str) -> Result<SubjectAltName, X509Error> {
     Ok(SubjectAltName(vec![
-        GeneralName::UniformResourceIdentifier(Ia5String::new(uri).map_err(encode_err)?),
+        cert_parts::uri(uri).map_err(X509Error::Encode)?
     ]))
 }
 
-/// RFC 7093 method 1: the leftmost 160 bits of SHA-256 of the subjectPublicKey bits.
-pub(crate) fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Result<OctetString, X509Error> {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(spki.subject_public_key.raw_bytes());
-    OctetString::new(&digest[..20]).map_err(encode_err)
+fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Result<OctetString, X509Error> {
+    cert_parts::key_identifier(spki).map_err(X509Error::Encode)
 }
 
-/// `t` in whole seconds, UTCTime through 2049 and GeneralizedTime after (RFC 5280).
 pub(crate) fn x509_time(t: SystemTime) -> Result<Time, X509Error> {
-    let secs = t.duration_since(UNIX_EPOCH).map_err(encode_err)?.as_secs();
-    let date = DateTime::from_unix_duration(Duration::from_secs(secs)).map_err(encode_err)?;
-    if date.year() <= UtcTime::MAX_YEAR {
-        Ok(Time::UtcTime(
-            UtcTime::from_date_time(date).map_err(encode_err)?,
-        ))
-    } else {
-        Ok(Time::GeneralTime(GeneralizedTime::from_date_time(date)))
-    }
+    cert_parts::time(t).map_err(X509Error::Encode)
 }
 
-/// 16 random bytes, positive and without a leading zero byte (so DER keeps all 16).
 pub(crate) fn random_serial() -> Result<SerialNumber, X509Error> {
-    use rand_core::RngCore as _;
-    let mut bytes = [0u8; 16];
-    rand_core::OsRng.fill_bytes(&mut bytes);
-    bytes[0] = (bytes[0] & 0x7f) | 0x40;
-    SerialNumber::new(&bytes).map_err(encode_err)
-}
-
-fn signature_algorithm() -> AlgorithmIdentifierOwned {
-    AlgorithmIdentifierOwned {
-        oid: ECDSA_WITH_SHA256,
-        parameters: None,
-    }
+    cert_parts::random_serial().map_err(X509Error::Encode)
 }
 
 pub(crate) fn spki_of(
     key: &p256::ecdsa::VerifyingKey,
 ) -> Result<SubjectPublicKeyInfoOwned, X509Error> {
-    use der::Decode as _;
-    use p256::pkcs8::EncodePublicKey as _;
-    let der = key.to_public_key_der().map_err(encode_err)?;
-    SubjectPublicKeyInfoOwned::from_der(der.as_bytes()).map_err(encode_err)
+    cert_parts::spki_of(key).map_err(X509Error::Encode)
 }
 
 /// Signs `tbs` with `key` and returns the certificate DER.
@@ -108,26 +76,11 @@ fn sign(tbs: TbsCertificate, key: &p256::ecdsa::SigningKey) -> Result<Vec<u8>, X
     let sig: p256::ecdsa::Signature = key.try_sign(&tbs_der).map_err(encode_err)?;
     Certificate {
         tbs_certificate: tbs,
-        signature_algorithm: signature_algorithm(),
+        signature_algorithm: cert_parts::ecdsa_with_sha256(),
         signature: BitString::from_bytes(sig.to_der().as_bytes()).map_err(encode_err)?,
     }
     .to_der()
     .map_err(encode_err)
-}
-
-/// Whether `cert` carries a valid ECDSA P-256/SHA-256 signature by `key`.
-pub(crate) fn signed_by(cert: &Certificate, key: &p256::ecdsa::VerifyingKey) -> bool {
-    use signature::Verifier as _;
-    if cert.signature_algorithm.oid != ECDSA_WITH_SHA256 {
-        return false;
-    }
-    let (Ok(tbs), Some(sig)) = (cert.tbs_certificate.to_der(), cert.signature.as_bytes()) else {
-        return false;
-    };
-    match p256::ecdsa::Signature::from_der(sig) {
-        Ok(sig) => key.verify(&tbs, &sig).is_ok(),
-        Err(_) => false,
-    }
 }
 
 /// The trust domain's self-signed CA certificate, valid `not_before..not_after`.
@@ -157,7 +110,7 @@ pub(crate) fn ca_certificate(
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: random_serial()?,
-        signature: signature_algorithm(),
+        signature: cert_parts::ecdsa_with_sha256(),
         issuer: subject.clone(),
         validity: Validity {
             not_before: x509_time(not_before)?,
@@ -214,7 +167,7 @@ pub(crate) fn svid_certificate(
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: request.serial,
-        signature: signature_algorithm(),
+        signature: cert_parts::ecdsa_with_sha256(),
         issuer: ca.tbs_certificate.subject.clone(),
         validity: request.validity,
         subject: RdnSequence(Vec::new()),
