@@ -172,4 +172,18 @@ mod tests {
             (Some(512), Some(2), Some(2))
         );
     }
+
+    #[test]
+    fn test_file_tpm_and_identity_keys_parse_and_bad_types_refused() {
+        let file: File = toml::from_str(
+            "tpm = false\nidentity_policy = \"/p.json\"\nidentity_dir = \"/id\"\nca_dir = \"/ca\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.tpm, Some(false));
+        assert_eq!(file.identity_policy.as_deref(), Some(Path::new("/p.json")));
+        assert_eq!(file.identity_dir.as_deref(), Some(Path::new("/id")));
+        assert_eq!(file.ca_dir.as_deref(), Some(Path::new("/ca")));
+        let err = toml::from_str::<File>("tpm = \"yes\"").unwrap_err();
+        assert!(err.to_string().contains("tpm"), "{err}");
+    }
 }
