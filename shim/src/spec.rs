@@ -386,6 +386,24 @@ mod tests {
     }
 
     #[test]
+    fn test_pod_facts_from_cri_annotations_empty_or_absent_unknown() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"annotations": {"io.kubernetes.cri.sandbox-name": "web",
+                                "io.kubernetes.cri.sandbox-namespace": ""}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.pod_facts(),
+            PodFacts {
+                name: Some("web".into()),
+                namespace: None
+            }
+        );
+        let spec: Spec = serde_json::from_str(CRI_CONTAINER).unwrap();
+        assert_eq!(spec.pod_facts(), PodFacts::default());
+    }
+
+    #[test]
     fn test_group_id_plain_ctr_spec_is_own_id() {
         let spec: Spec = serde_json::from_str(r#"{"process": {"args": ["true"]}}"#).unwrap();
         assert_eq!(spec.group_id("t1"), "t1");
